@@ -1,0 +1,67 @@
+"""Request shapes the gateway validates, and the pieces of answers it builds.
+
+Validation is strict (no coercion of ``"5"`` into ``5``), because the body the
+gateway validated is the body it forwards: what passes here must be what the
+upstream receives. Fields the gateway does not use are kept (``extra="allow"``)
+and passed through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidRequest
+
+MAX_TOKENS_CEILING = 10_000_000
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    role: str = Field(min_length=1)
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``: OpenAI's request, the fields the gateway reads."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+
+    def completion_budget(self) -> int | None:
+        """The most completion tokens the client allows, if it says."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class SeedChatRequest(ChatCompletionRequest):
+    """``POST /v1/chat``: the gateway's own simple dialect, with the caller in the body."""
+
+    client_id: str = Field(min_length=1, max_length=256)
+
+
+def validate_body(model: type[ChatCompletionRequest], body: object) -> ChatCompletionRequest:
+    """Validate a decoded JSON body; raise ``InvalidRequest`` naming the first bad field."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in error["loc"]) or None
+        reason = error["msg"]
+        message = f"{field}: {reason}" if field else reason
+        raise InvalidRequest(f"Invalid request: {message}.", param=field) from None

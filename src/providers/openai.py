@@ -1,0 +1,207 @@
+"""The OpenAI-compatible adapter: OpenAI itself, vLLM, Ollama, any ``/chat/completions``.
+
+Foreign errors are mapped here, at the seam: httpx and transport exceptions
+become ``AttemptFailed``, upstream statuses become ``AttemptFailed`` or
+``UpstreamRejected``. Nothing the upstream sends back reaches the client before
+it is parsed, and no upstream text that echoes the provider key is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from ..errors import UpstreamRejected
+from .base import AttemptFailed, Chunk
+
+# Statuses that mean the request itself is wrong: every target would refuse it.
+_REQUEST_FAULTS = frozenset({400, 413, 422})
+_SECRET_PIECE = 8
+
+
+class OpenAIProvider:
+    """Calls ``{base_url}/chat/completions`` over the provider's pooled client."""
+
+    stub = False
+
+    def __init__(
+        self, name: str, client: httpx.AsyncClient, api_key: str | None, timeout_s: float
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._key = api_key
+        self._timeout_s = timeout_s
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        payload = orjson.dumps({**body, "model": model})
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._client.post(
+                    "chat/completions", content=payload, headers=self._headers
+                )
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_failure(exc) from None
+        if response.status_code != 200:
+            raise self._status_failure(response.status_code, response.headers, response.content)
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise AttemptFailed(
+                "bad_response", f"provider {self.name} answered a body that is not JSON"
+            ) from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            raise AttemptFailed(
+                "bad_response", f"provider {self.name} answered without a 'choices' list"
+            )
+        return answer
+
+    async def open_stream(self, model: str, body: dict[str, Any]) -> _SSEStream:
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True  # the gateway counts tokens even when the client did not ask
+        payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
+        request = self._client.build_request(
+            "POST", "chat/completions", content=payload, headers=self._headers
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._client.send(request, stream=True)
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_failure(exc) from None
+        if response.status_code != 200:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    content = await response.aread()
+            except (TimeoutError, httpx.HTTPError):
+                content = b""
+            finally:
+                await response.aclose()
+            raise self._status_failure(response.status_code, response.headers, content)
+        return _SSEStream(self, response)
+
+    def _transport_failure(self, exc: BaseException) -> AttemptFailed:
+        if _is_timeout(exc):
+            return AttemptFailed(
+                "timeout", f"provider {self.name} did not answer within {self._timeout_s:g} s"
+            )
+        return AttemptFailed(
+            "connect", f"provider {self.name} could not be reached ({type(exc).__name__})"
+        )
+
+    def _status_failure(
+        self, status: int, headers: httpx.Headers, content: bytes
+    ) -> AttemptFailed | UpstreamRejected:
+        detail = self._upstream_message(content)
+        if status in _REQUEST_FAULTS:
+            return UpstreamRejected(
+                f"provider {self.name} refused the request ({status}){detail}", status=status
+            )
+        return AttemptFailed(
+            "status",
+            f"provider {self.name} answered {status}{detail}",
+            status=status,
+            retry_after_s=parse_retry_after(headers.get("retry-after")),
+        )
+
+    def _upstream_message(self, content: bytes) -> str:
+        """The upstream's own error message, unless it echoes any piece of the key."""
+        try:
+            error = orjson.loads(content).get("error")
+            message = error.get("message") if isinstance(error, dict) else None
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        if not isinstance(message, str) or not message:
+            return ""
+        if self._key and _shares_piece(message, self._key):
+            return ": (upstream message withheld: it quoted the provider credentials)"
+        return f": {message[:500]}"
+
+    def _stream_message(self, what: str) -> str:
+        return f"provider {self.name} {what}"
+
+
+class _SSEStream:
+    """OpenAI server-sent events in, chunk dicts out."""
+
+    def __init__(self, provider: OpenAIProvider, response: httpx.Response) -> None:
+        self._provider = provider
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        provider = self._provider
+        lines = self._response.aiter_lines()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(provider._timeout_s):
+                        line = await anext(lines)
+                except StopAsyncIteration:
+                    raise AttemptFailed(
+                        "bad_response", provider._stream_message("ended the stream without [DONE]")
+                    ) from None
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments and event names
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise AttemptFailed(
+                        "bad_response", provider._stream_message("sent an event that is not JSON")
+                    ) from None
+                if not isinstance(chunk, dict):
+                    raise AttemptFailed(
+                        "bad_response", provider._stream_message("sent an event that is not an object")
+                    )
+                yield chunk
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise provider._transport_failure(exc) from None
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds or an HTTP date; ``None`` when absent or garbage."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):
+        return True
+    if isinstance(exc, httpx.TimeoutException):
+        # The aiohttp transport reports a dropped connection as ConnectTimeout;
+        # only a cause that really is a timeout counts as one.
+        cause = exc.__cause__
+        return cause is None or isinstance(cause, TimeoutError)
+    return False
+
+
+def _shares_piece(text: str, secret: str) -> bool:
+    if len(secret) < _SECRET_PIECE:
+        return secret in text
+    return any(
+        secret[i : i + _SECRET_PIECE] in text for i in range(len(secret) - _SECRET_PIECE + 1)
+    )

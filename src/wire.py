@@ -1,0 +1,75 @@
+"""Bytes on the wire: reading JSON bodies within limits, and rendering answers and errors.
+
+Errors are rendered in the caller's dialect: the OpenAI endpoints get the full
+``ErrorResponse`` (``type``, ``message``, ``param``, ``code``); the gateway's
+own ``/v1/chat`` gets exactly ``type`` and ``message``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .errors import GatewayError, InvalidRequest, RequestTooLarge, UnsupportedMediaType
+
+JSON = "application/json"
+
+
+def new_request_id() -> str:
+    return "gw-" + os.urandom(6).hex()
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The decoded JSON body; refuses what is too large before reading it all."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise UnsupportedMediaType(
+            "The body must be JSON: send it with 'Content-Type: application/json'."
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(content), status, headers, JSON)
+
+
+def error_response(
+    error: GatewayError, *, openai: bool, headers: dict[str, str] | None = None
+) -> Response:
+    body: dict[str, Any] = {"type": error.type, "message": error.message}
+    if openai:
+        body["param"] = error.param
+        body["code"] = None
+    merged = {**(headers or {}), **error.headers}
+    return json_response({"error": body}, error.status, merged)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _too_large(max_bytes: int) -> RequestTooLarge:
+    return RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
