@@ -68,7 +68,7 @@ def create_app(
 
 
 async def chat_completions(request: Request) -> Response:
-    """OpenAI's chat completions, streamed or not. The caller is ``X-Client-Id`` or ``anonymous``."""
+    """OpenAI's chat completions, streamed or not; the caller is ``X-Client-Id`` or anonymous."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
     client_id = request.headers.get("x-client-id") or "anonymous"

@@ -13,9 +13,9 @@ caller's dialect; nothing else builds error bodies.
     ├── MethodNotAllowed          405 method_not_allowed
     ├── RequestTooLarge           413 request_too_large
     ├── UnsupportedMediaType      415 unsupported_media_type
-    ├── RateLimited               429 rate_limit_exceeded   (the gateway's own limit; + Retry-After)
-    ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request itself)
-    ├── UpstreamRateLimited       429 upstream_rate_limited (all targets failed, the last one throttled)
+    ├── RateLimited               429 rate_limit_exceeded   (the gateway's limit; Retry-After)
+    ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request)
+    ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
     └── UpstreamTimeout           504 upstream_timeout
 """

@@ -31,6 +31,7 @@ class Router:
             return self._routes[alias]
         except KeyError:
             raise ModelNotFound(
-                f"The model {alias[:100]!r} does not exist. Known models: {', '.join(self._routes)}.",
+                f"The model {alias[:100]!r} does not exist."
+                f" Known models: {', '.join(self._routes)}.",
                 param="model",
             ) from None

@@ -46,9 +46,7 @@ class Ticket:
 
 
 class Gateway:
-    def __init__(
-        self, config: GatewayConfig, providers: Providers, limiter: Limiter
-    ) -> None:
+    def __init__(self, config: GatewayConfig, providers: Providers, limiter: Limiter) -> None:
         self.config = config
         self.providers = providers
         self.limiter = limiter
@@ -102,7 +100,10 @@ class Gateway:
         answer.setdefault("object", "chat.completion")
         answer.setdefault("created", int(time.time()))
         answer.setdefault("id", "chatcmpl-" + record.request_id)
-        record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        record.prompt_tokens, record.completion_tokens = (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
         return answer
 
@@ -120,7 +121,12 @@ class Gateway:
         last: AttemptFailed | None = None
         previous: Target | None = None
         for target in ticket.targets:
-            if last is not None and last.retry_after_s and previous and previous.provider == target.provider:
+            if (
+                last is not None
+                and last.retry_after_s
+                and previous
+                and previous.provider == target.provider
+            ):
                 await asyncio.sleep(min(last.retry_after_s, self.config.retry_after_cap_s))
             provider = self.providers[target.provider]
             record.targets_tried += 1
@@ -170,7 +176,11 @@ class Gateway:
         if last.kind == "timeout":
             return UpstreamTimeout(message)
         if last.status == 429:
-            retry = {"retry-after": str(max(1, round(last.retry_after_s)))} if last.retry_after_s else {}
+            retry = (
+                {"retry-after": str(max(1, round(last.retry_after_s)))}
+                if last.retry_after_s
+                else {}
+            )
             return UpstreamRateLimited(message, headers=retry)
         return UpstreamError(message)
 

@@ -39,7 +39,9 @@ _DONE = b"data: [DONE]\n\n"
 class OpenedStream:
     """A committed upstream stream and its first chunk (``None`` if it sent none)."""
 
-    def __init__(self, stream: ChunkStream, chunks: AsyncIterator[Chunk], first: Chunk | None) -> None:
+    def __init__(
+        self, stream: ChunkStream, chunks: AsyncIterator[Chunk], first: Chunk | None
+    ) -> None:
         self.stream = stream
         self.chunks = chunks
         self.first = first
@@ -120,7 +122,11 @@ class Relay:
             yield _DONE
         except AttemptFailed as exc:
             self._ended = True
-            record.outcome, record.status, record.error_type = "upstream_error", 502, "upstream_error"
+            record.outcome, record.status, record.error_type = (
+                "upstream_error",
+                502,
+                "upstream_error",
+            )
             yield _error_event(f"The upstream stream failed: {exc.message}.")
         finally:
             await self.finish()
@@ -135,7 +141,10 @@ class Relay:
         with anyio.CancelScope(shield=True):
             await self._opened.stream.aclose()
             usage = self._usage or _approximate(self._ticket, self._texts)
-            record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            record.prompt_tokens, record.completion_tokens = (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
             await self._gateway.limiter.reconcile(self._ticket.reservation, usage.total_tokens)
             self._telemetry.emit(record)
 

@@ -16,7 +16,7 @@ from src.app import create_app
 from src.config import GatewayConfig, parse_config
 
 UPSTREAM = "http://upstream.test/v1"
-PROVIDER_KEY = "sk-canary-provider-7f3a9c1e5b2d4086"
+PROVIDER_KEY = "sk-Qz7f3a9c1e5b2d4086Xw"
 SCHEMA_PATH = Path(__file__).parent / "fixtures" / "openai-chat-subset.json"
 
 
@@ -82,7 +82,9 @@ async def gateway_client(
         await lifespan.__aexit__(None, None, None)
 
 
-def completion(content: str = "Hello there.", *, model: str = "up-model-a", usage: bool = True) -> dict[str, Any]:
+def completion(
+    content: str = "Hello there.", *, model: str = "up-model-a", usage: bool = True
+) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "id": "chatcmpl-up1",
         "object": "chat.completion",

@@ -43,7 +43,11 @@ async def test_seed_example_answers_exactly_as_the_readme_prints(gateway_client,
 
 async def test_twenty_first_request_in_a_minute_gets_the_seed_error(gateway_client, example_config):
     client = await gateway_client(example_config)
-    body = {"client_id": "test", "model": "default-chat", "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "client_id": "test",
+        "model": "default-chat",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     for _ in range(20):
         assert (await client.post("/v1/chat", json=body)).status_code == 200
     response = await client.post("/v1/chat", json=body)
@@ -74,7 +78,14 @@ async def test_limits_are_per_client(gateway_client, example_config):
         ({"model": "default-chat", "messages": [{"role": "user", "content": "x"}]}, "client_id"),
         ({"client_id": "c", "messages": [{"role": "user", "content": "x"}]}, "model"),
         ({"client_id": "c", "model": "default-chat"}, "messages"),
-        ({"client_id": 5, "model": "default-chat", "messages": [{"role": "user", "content": "x"}]}, "client_id"),
+        (
+            {
+                "client_id": 5,
+                "model": "default-chat",
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            "client_id",
+        ),
         ({"client_id": "c", "model": ["default-chat"], "messages": [{"role": "user"}]}, "model"),
         ({"client_id": "c", "model": "default-chat", "messages": "hello"}, "messages"),
     ],

@@ -72,7 +72,9 @@ class MemoryLimiter:
             return Decision(False, window.quota(limits), "requests", _ceil_s(wait))
         tpm = limits.tokens_per_minute
         if tpm is not None and window.token_total + tokens > tpm:
-            return Decision(False, window.quota(limits), "tokens", self._token_wait(window, tpm, tokens, now))
+            return Decision(
+                False, window.quota(limits), "tokens", self._token_wait(window, tpm, tokens, now)
+            )
 
         window.requests.append(now)
         reservation = None

@@ -39,9 +39,7 @@ def aiohttp_transport(spec: ProviderConfig) -> httpx.AsyncBaseTransport:
 
 
 class Providers:
-    def __init__(
-        self, config: GatewayConfig, transport: TransportFactory | None = None
-    ) -> None:
+    def __init__(self, config: GatewayConfig, transport: TransportFactory | None = None) -> None:
         make_transport = transport or aiohttp_transport
         self._clients: list[httpx.AsyncClient] = []
         self._by_name: dict[str, Provider] = {}

@@ -67,7 +67,9 @@ class OpenAIProvider:
 
     async def open_stream(self, model: str, body: dict[str, Any]) -> _SSEStream:
         options = dict(body.get("stream_options") or {})
-        options["include_usage"] = True  # the gateway counts tokens even when the client did not ask
+        options["include_usage"] = (
+            True  # the gateway counts tokens even when the client did not ask
+        )
         payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
         request = self._client.build_request(
             "POST", "chat/completions", content=payload, headers=self._headers
@@ -161,7 +163,8 @@ class _SSEStream:
                     ) from None
                 if not isinstance(chunk, dict):
                     raise AttemptFailed(
-                        "bad_response", provider._stream_message("sent an event that is not an object")
+                        "bad_response",
+                        provider._stream_message("sent an event that is not an object"),
                     )
                 yield chunk
         except (TimeoutError, httpx.HTTPError) as exc:
@@ -191,12 +194,12 @@ def parse_retry_after(value: str | None) -> float | None:
 def _is_timeout(exc: BaseException) -> bool:
     if isinstance(exc, TimeoutError):
         return True
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.ConnectTimeout):
         # The aiohttp transport reports a dropped connection as ConnectTimeout;
         # only a cause that really is a timeout counts as one.
         cause = exc.__cause__
         return cause is None or isinstance(cause, TimeoutError)
-    return False
+    return isinstance(exc, httpx.TimeoutException)
 
 
 def _shares_piece(text: str, secret: str) -> bool:

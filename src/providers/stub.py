@@ -14,8 +14,7 @@ from typing import Any
 from .base import Chunk
 
 STUB_TEXT = (
-    "This is a stub response from the gateway. "
-    "Configure a valid API key to get real completions."
+    "This is a stub response from the gateway. Configure a valid API key to get real completions."
 )
 _STREAM_PIECES = 6
 
