@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import InvalidRequest
 
 MAX_TOKENS_CEILING = 10_000_000
+MAX_CLIENT_ID = 256
 
 
 class Message(BaseModel):
@@ -50,7 +51,7 @@ class ChatCompletionRequest(BaseModel):
 class SeedChatRequest(ChatCompletionRequest):
     """``POST /v1/chat``: the gateway's own simple dialect, with the caller in the body."""
 
-    client_id: str = Field(min_length=1, max_length=256)
+    client_id: str = Field(min_length=1, max_length=MAX_CLIENT_ID)
 
 
 def validate_body(model: type[ChatCompletionRequest], body: object) -> ChatCompletionRequest:

@@ -73,7 +73,12 @@ class Gateway:
             exc.headers.update(await self.quota_headers(record.client_id))
             raise
         completion = request.completion_budget() or self.config.rate_limit.reserve_completion_tokens
-        decision = await self.limiter.admit(record.client_id, self.limits, prompt + completion)
+        reserve = prompt + completion
+        if self.limits.tokens_per_minute is not None:
+            # max_tokens is a ceiling, not a forecast: a request asking for more than the
+            # whole minute's tokens still runs, alone in an otherwise empty window.
+            reserve = min(reserve, self.limits.tokens_per_minute)
+        decision = await self.limiter.admit(record.client_id, self.limits, reserve)
         headers = self._headers(decision.quota)
         if not decision.allowed:
             error = self._refusal(record.client_id, decision.exceeded, decision.retry_after_s)

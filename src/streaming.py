@@ -108,6 +108,8 @@ class Relay:
                 choices = chunk.get("choices")
                 _collect_text(choices, texts)
                 chunk["model"] = ticket.alias
+                if not self._include_usage:
+                    chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
                 chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
                 if choices or self._include_usage:  # the usage-only chunk only when asked for
                     if record.ttft_ms is None:

@@ -48,7 +48,8 @@ class CallRecord:
         self.targets_tried = 0
         self.stream = False
         self.ttft_ms: float | None = None
-        # completed, refused (the gateway said no), upstream_error, client_disconnected
+        # completed; refused (by the gateway, or by the provider for a bad request);
+        # upstream_error; client_disconnected; error (a gateway fault, status 500)
         self.outcome = "completed"
 
     def fields(self) -> dict[str, Any]:

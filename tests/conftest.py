@@ -67,7 +67,7 @@ async def gateway_client(
 
     async def open_client(config: GatewayConfig) -> httpx.AsyncClient:
         app = create_app(config, transport=lambda spec: httpx.MockTransport(upstream.async_handler))
-        lifespan = app.router.lifespan_context(app)
+        lifespan = app.lifespan()
         await lifespan.__aenter__()
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"

@@ -133,11 +133,22 @@ async def test_healthz_answers_ok(gateway_client, config):
     assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
-async def test_one_pooled_client_per_provider_is_closed_at_shutdown(upstream, config):
+async def test_one_pooled_transport_per_provider_is_closed_at_shutdown(upstream, config):
     from src.app import create_app
 
-    app = create_app(config, transport=lambda spec: httpx.MockTransport(upstream.async_handler))
-    async with app.router.lifespan_context(app):
-        clients = app.state.gateway.providers._clients
-        assert len(clients) == 2 and not any(c.is_closed for c in clients)
-    assert all(c.is_closed for c in clients)
+    class Tracked(httpx.MockTransport):
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    made: list[Tracked] = []
+
+    def factory(spec):
+        made.append(Tracked(upstream.async_handler))
+        return made[-1]
+
+    app = create_app(config, transport=factory)
+    async with app.lifespan():
+        assert len(made) == 2 and not any(t.closed for t in made)
+    assert all(t.closed for t in made)

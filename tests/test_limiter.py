@@ -117,19 +117,20 @@ async def test_token_limit_through_the_app_counts_real_usage(
     assert after.headers["x-ratelimit-remaining-tokens"] == str(1000 - 16 - 3)
 
 
-async def test_request_that_cannot_fit_the_token_limit_is_429(
+async def test_max_tokens_above_the_whole_limit_runs_alone_in_an_empty_window(
     gateway_client, upstream, tmp_path, provider_key
 ):
-    upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
-    config = make_config(
-        tmp_path, rate_limit={"requests_per_minute": 100, "tokens_per_minute": 100}
-    )
+    upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())  # usage total 16
+    config = make_config(tmp_path, rate_limit={"requests_per_minute": 100, "tokens_per_minute": 100})
     client = await gateway_client(config)
-    response = await client.post("/v1/chat/completions", json=chat_body(max_tokens=5000))
-    assert response.status_code == 429
-    assert response.json()["error"]["type"] == "rate_limit_exceeded"
-    assert "Token rate exceeded" in response.json()["error"]["message"]
-    assert not upstream.calls
+    first = await client.post("/v1/chat/completions", json=chat_body(max_tokens=5000))
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-remaining-tokens"] == "0"
+    refused = await client.post("/v1/chat/completions", json=chat_body(max_tokens=5000))
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limit_exceeded"
+    assert refused.json()["error"]["message"] == "Token rate exceeded for client_id anonymous (100 tokens/min)."
+    assert len(upstream.calls) == 1
 
 
 @pytest.mark.parametrize("tokens", [0, 50])

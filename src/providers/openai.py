@@ -27,34 +27,51 @@ _SECRET_PIECE = 8
 
 
 class OpenAIProvider:
-    """Calls ``{base_url}/chat/completions`` over the provider's pooled client."""
+    """Calls ``{base_url}/chat/completions`` over the provider's pooled transport.
+
+    The adapter sends ``httpx.Request``s to the transport itself: an
+    ``httpx.AsyncClient`` in between would add cookie, auth, redirect and URL
+    merging work that the gateway does not use, on every call.
+    """
 
     stub = False
 
     def __init__(
-        self, name: str, client: httpx.AsyncClient, api_key: str | None, timeout_s: float
+        self,
+        name: str,
+        transport: httpx.AsyncBaseTransport,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
     ) -> None:
         self.name = name
-        self._client = client
+        self._transport = transport
         self._key = api_key
         self._timeout_s = timeout_s
-        self._headers = {"content-type": "application/json"}
+        # Built once, not per request.
+        self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
+        self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+
+    def _request(self, payload: bytes) -> httpx.Request:
+        return httpx.Request(
+            "POST", self._url, headers=self._headers, content=payload, extensions=self._extensions
+        )
 
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = orjson.dumps({**body, "model": model})
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(
-                    "chat/completions", content=payload, headers=self._headers
-                )
+                response = await self._transport.handle_async_request(self._request(payload))
+                content = await _read(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         if response.status_code != 200:
-            raise self._status_failure(response.status_code, response.headers, response.content)
+            raise self._status_failure(response.status_code, response.headers, content)
         try:
-            answer = orjson.loads(response.content)
+            answer = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise AttemptFailed(
                 "bad_response", f"provider {self.name} answered a body that is not JSON"
@@ -71,21 +88,17 @@ class OpenAIProvider:
             True  # the gateway counts tokens even when the client did not ask
         )
         payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
-        request = self._client.build_request(
-            "POST", "chat/completions", content=payload, headers=self._headers
-        )
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._client.send(request, stream=True)
+                response = await self._transport.handle_async_request(self._request(payload))
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         if response.status_code != 200:
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    content = await response.aread()
+                    content = await _read(response)
             except (TimeoutError, httpx.HTTPError):
                 content = b""
-            finally:
                 await response.aclose()
             raise self._status_failure(response.status_code, response.headers, content)
         return _SSEStream(self, response)
@@ -172,6 +185,19 @@ class _SSEStream:
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+
+async def _read(response: httpx.Response) -> bytes:
+    """The whole body, then the response closed.
+
+    Iterates the transport's stream directly: the gateway asks for no
+    compression it cannot read, so httpx's decoder layers have nothing to do.
+    """
+    try:
+        chunks = [chunk async for chunk in response.stream]  # type: ignore[union-attr]
+    finally:
+        await response.aclose()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -7,6 +7,7 @@ to any upstream that reports none.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,7 +28,7 @@ class StubProvider:
 
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         return {
-            "id": "chatcmpl-stub",
+            "id": _stub_id(),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
@@ -45,9 +46,14 @@ class StubProvider:
         return _StubStream(model)
 
 
+def _stub_id() -> str:
+    return "chatcmpl-stub" + os.urandom(6).hex()
+
+
 class _StubStream:
     def __init__(self, model: str) -> None:
         self._model = model
+        self._id = _stub_id()
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
         created = int(time.time())
@@ -63,7 +69,7 @@ class _StubStream:
 
     def _chunk(self, created: int, delta: dict[str, Any], finish: str | None) -> Chunk:
         return {
-            "id": "chatcmpl-stub",
+            "id": self._id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": self._model,
