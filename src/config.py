@@ -69,6 +69,13 @@ class RateLimitConfig(StrictModel):
     reserve_completion_tokens: int = Field(default=256, ge=0)
 
 
+class PriceConfig(StrictModel):
+    """USD per million tokens for one provider model."""
+
+    input_usd_per_mtok: float = Field(ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+
+
 class GatewayConfig(StrictModel):
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     aliases: dict[str, AliasConfig] = Field(min_length=1)
@@ -77,6 +84,8 @@ class GatewayConfig(StrictModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_file: str = "logs/gateway.log"
     retry_after_cap_s: float = Field(default=2.0, ge=0)
+    # provider name -> upstream model -> price
+    pricing: dict[str, dict[str, PriceConfig]] = {}
 
     @model_validator(mode="after")
     def _aliases_name_known_providers(self) -> GatewayConfig:
@@ -88,6 +97,9 @@ class GatewayConfig(StrictModel):
                         f"aliases.{alias}.{where}: unknown provider {target.provider!r}"
                         f" (known: {', '.join(sorted(self.providers))})"
                     )
+        for provider in self.pricing:
+            if provider not in self.providers:
+                raise ValueError(f"pricing.{provider}: unknown provider {provider!r}")
         return self
 
 
