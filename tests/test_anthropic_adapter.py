@@ -282,7 +282,7 @@ async def test_error_event_before_content_falls_back(gateway_client, upstream, c
 
 
 async def test_error_event_midway_ends_the_stream_with_an_error(gateway_client, upstream, config):
-    events = text_stream()[:4] + [error_event()]
+    events = [*text_stream()[:4], error_event()]
     upstream.post(MESSAGES).mock(return_value=stream_of(events))
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=body(stream=True))

@@ -131,7 +131,7 @@ async def test_anthropic_stream_relayed_as_anthropic_events(gateway_client, upst
     ]
     deltas = [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"]
     assert deltas == ["Hel", "lo"]
-    end = [e for e in events if e["type"] == "message_delta"][0]
+    end = next(e for e in events if e["type"] == "message_delta")
     assert end["usage"] == {"input_tokens": 25, "output_tokens": 15}
     assert events[-1] == {"type": "message_stop"}
 
@@ -157,7 +157,7 @@ async def test_streamed_tool_calls_become_tool_use_blocks(gateway_client, upstre
     assert starts == [{"type": "text", "text": ""}, {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]
     partial = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta" and e["index"] == 1]
     assert json.loads("".join(partial)) == {"a": 1}
-    assert [e for e in events if e["type"] == "message_delta"][0]["delta"]["stop_reason"] == "tool_use"
+    assert next(e for e in events if e["type"] == "message_delta")["delta"]["stop_reason"] == "tool_use"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import httpx
@@ -87,7 +88,7 @@ async def test_backoff_grows_exponentially_with_jitter(gateway_client, upstream,
     client = await gateway_client(config_with(tmp_path, retry, breaker={"failure_threshold": 10}))
     response = await client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 200 and len(calls) == 4
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     for attempt, gap in enumerate(gaps):
         ceiling = 0.08 * 2**attempt
         # equal jitter: between half the ceiling and the ceiling (plus scheduling slack)
