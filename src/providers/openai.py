@@ -50,21 +50,27 @@ class OpenAIProvider:
         self._timeout_s = timeout_s
         # Built once, not per request.
         self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
-        self._headers = {"content-type": "application/json", "accept": "application/json"}
-        if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._json_headers = httpx.Headers(
+            {"content-type": "application/json", "accept": "application/json", **auth}
+        )
+        self._sse_headers = httpx.Headers(
+            {"content-type": "application/json", "accept": "text/event-stream", **auth}
+        )
         self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
 
-    def _request(self, payload: bytes) -> httpx.Request:
+    def _request(self, payload: bytes, headers: httpx.Headers) -> httpx.Request:
         return httpx.Request(
-            "POST", self._url, headers=self._headers, content=payload, extensions=self._extensions
+            "POST", self._url, headers=headers, content=payload, extensions=self._extensions
         )
 
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = orjson.dumps({**body, "model": model})
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._transport.handle_async_request(self._request(payload))
+                response = await self._transport.handle_async_request(
+                    self._request(payload, self._json_headers)
+                )
                 content = await _read(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
@@ -90,7 +96,9 @@ class OpenAIProvider:
         payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._transport.handle_async_request(self._request(payload))
+                response = await self._transport.handle_async_request(
+                    self._request(payload, self._sse_headers)
+                )
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         if response.status_code != 200:
