@@ -53,7 +53,11 @@ class _Reader:
 
     def _note_data(self) -> None:
         # Chunk-size lines are hex digits, so "data:" can only be SSE payload.
-        if self.first_data_s is None and self.body_start >= 0 and self.buf.find(b"data:", self.body_start) >= 0:
+        if (
+            self.first_data_s is None
+            and self.body_start >= 0
+            and self.buf.find(b"data:", self.body_start) >= 0
+        ):
             self.first_data_s = self._last_recv - self._sent_at
 
     def until(self, size: int) -> None:
@@ -136,5 +140,7 @@ class HttpProbe:
             body = bytes(reader.buf[reader.body_start : reader.body_start + length])
         else:
             raise ConnectionError("response has neither chunked framing nor Content-Length")
-        result = ProbeResult(status, headers, body, reader.first_data_s, time.perf_counter() - sent_at)
+        result = ProbeResult(
+            status, headers, body, reader.first_data_s, time.perf_counter() - sent_at
+        )
         return result, keep_alive
