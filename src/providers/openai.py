@@ -20,6 +20,7 @@ import orjson
 
 from ..errors import UpstreamRejected
 from .base import AttemptFailed, Chunk
+from .sse import SSEDecoder
 
 # Statuses that mean the request itself is wrong: every target would refuse it.
 _REQUEST_FAULTS = frozenset({400, 413, 422})
@@ -153,7 +154,12 @@ class OpenAIProvider:
 
 
 class _SSEStream:
-    """OpenAI server-sent events in, chunk dicts out."""
+    """OpenAI server-sent events in, chunk dicts out.
+
+    A silent upstream is cut by the transport's read timeout. One that keeps
+    sending bytes without completing an event (a drip) is cut here, once no
+    event has arrived for the provider's timeout.
+    """
 
     def __init__(self, provider: OpenAIProvider, response: httpx.Response) -> None:
         self._provider = provider
@@ -161,35 +167,40 @@ class _SSEStream:
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
         provider = self._provider
-        lines = self._response.aiter_lines()
+        decoder = SSEDecoder()
+        clock = asyncio.get_running_loop().time
+        last_event = clock()
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(provider._timeout_s):
-                        line = await anext(lines)
-                except StopAsyncIteration:
-                    raise AttemptFailed(
-                        "bad_response", provider._stream_message("ended the stream without [DONE]")
-                    ) from None
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments and event names
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise AttemptFailed(
-                        "bad_response", provider._stream_message("sent an event that is not JSON")
-                    ) from None
-                if not isinstance(chunk, dict):
-                    raise AttemptFailed(
-                        "bad_response",
-                        provider._stream_message("sent an event that is not an object"),
-                    )
-                yield chunk
+            async for raw in self._response.stream:  # type: ignore[union-attr]
+                events = decoder.feed(raw)
+                if not events:
+                    if clock() - last_event > provider._timeout_s:
+                        raise TimeoutError
+                    continue
+                last_event = clock()
+                for data in events:
+                    if data == b"[DONE]":
+                        return
+                    yield self._chunk(data)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise provider._transport_failure(exc) from None
+        raise AttemptFailed(
+            "bad_response", provider._stream_message("ended the stream without [DONE]")
+        )
+
+    def _chunk(self, data: bytes) -> Chunk:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise AttemptFailed(
+                "bad_response", self._provider._stream_message("sent an event that is not JSON")
+            ) from None
+        if not isinstance(chunk, dict):
+            raise AttemptFailed(
+                "bad_response",
+                self._provider._stream_message("sent an event that is not an object"),
+            )
+        return chunk
 
     async def aclose(self) -> None:
         await self._response.aclose()
