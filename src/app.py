@@ -8,6 +8,7 @@ shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
@@ -60,12 +61,55 @@ class GatewayApp:
             await self.api(scope, receive, send)
             return
         scope["app"] = self.api
-        request = Request(scope, receive)
+        watch = _DisconnectWatch(receive)
+        request = Request(scope, watch.receive)
         try:
             response = await handler(request)
+        except asyncio.CancelledError:
+            if watch.stop():
+                return  # the client left while the answer was being made
+            raise
         except Exception as exc:
             response = await _unexpected(request, exc)
+        watch.stop()
         await response(scope, receive, send)
+
+
+class _DisconnectWatch:
+    """Cancels the handler when the client leaves before its answer is ready.
+
+    Once the body has been read, a watcher task waits for ``http.disconnect``;
+    cancelling the handler cancels the upstream call, so an abandoned request
+    stops costing upstream work at once. Streams watch for themselves
+    (``SSEResponse``), so the watcher stops before the response is sent.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._handler = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._fired = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            self._watcher = asyncio.create_task(self._watch())
+        return message
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._fired = True
+        if self._handler is not None:
+            self._handler.cancel()
+
+    def stop(self) -> bool:
+        """Stop watching; true when the watcher cancelled the handler (the client left)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._fired and self._handler is not None:
+            self._handler.uncancel()
+        return self._fired
 
 
 def create_app(
@@ -125,6 +169,9 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         return json_response(answer, headers=headers)
     except GatewayError as exc:
         return await _refuse(gateway, record, exc, openai=True)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
@@ -161,6 +208,9 @@ async def seed_chat(request: Request) -> Response:
         return json_response(reply, headers={**ticket.headers, "x-request-id": record.request_id})
     except GatewayError as exc:
         return await _refuse(gateway, record, exc, openai=False)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
