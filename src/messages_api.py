@@ -8,6 +8,8 @@ framing when asked for. Errors use Anthropic's envelope.
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -42,7 +44,7 @@ class AnthropicEncoder:
         return self._events.error("api_error", message)
 
 
-async def messages(request: Request) -> Response:
+async def messages(request: Request) -> Response | SSEResponse:
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
     record = CallRecord(new_request_id(), "/v1/messages", client_of(request))
@@ -69,6 +71,9 @@ async def messages(request: Request) -> Response:
         )
     except GatewayError as exc:
         return anthropic_error_response(exc, headers=await refusal_headers(gateway, record, exc))
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise

@@ -20,7 +20,7 @@ from ..translate.anthropic_request import to_anthropic
 from ..translate.anthropic_response import to_openai_answer
 from ..translate.anthropic_stream import ChunksFromEvents, UpstreamErrorEvent
 from .base import AttemptFailed, Chunk
-from .http import HTTPProvider, ResponseStream
+from .http import HTTPProvider, ResponseStream, header_pair
 
 # Anthropic error types of an ``error`` event, as the HTTP status they stand for.
 _ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
@@ -42,19 +42,16 @@ class AnthropicProvider(HTTPProvider):
     ) -> None:
         super().__init__(name, transport, api_key, timeout_s)
         self._url = httpx.URL(base_url.rstrip("/") + "/messages")
-        self._headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "anthropic-version": version,
-        }
+        extra = {"anthropic-version": version}
         if api_key:
-            self._headers["x-api-key"] = api_key
+            extra["x-api-key"] = api_key
+        self._json_headers, self._sse_headers = header_pair(extra)
         self._default_max_tokens = default_max_tokens
         self._who = f"provider {name!r} (anthropic)"
 
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         request = to_anthropic(body, model, self._who, self._default_max_tokens)
-        message = await self._call_json(self._url, self._headers, orjson.dumps(request))
+        message = await self._call_json(self._url, self._json_headers, orjson.dumps(request))
         if message.get("type") != "message" or not isinstance(message.get("content"), list):
             raise AttemptFailed("bad_response", f"provider {self.name} answered without a message")
         return to_openai_answer(message)
@@ -65,7 +62,7 @@ class AnthropicProvider(HTTPProvider):
     async def open_stream(self, model: str, body: dict[str, Any]) -> ResponseStream:
         request = to_anthropic(body, model, self._who, self._default_max_tokens)
         request["stream"] = True
-        response = await self._open(self._url, self._headers, orjson.dumps(request))
+        response = await self._open(self._url, self._sse_headers, orjson.dumps(request))
         return ResponseStream(response, self._chunks)
 
     async def _chunks(self, response: httpx.Response) -> AsyncIterator[Chunk]:

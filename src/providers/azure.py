@@ -29,11 +29,11 @@ class AzureOpenAIProvider(OpenAIProvider):
     ) -> None:
         super().__init__(name, transport, base_url, api_key, timeout_s)
         self._api_version = api_version
-        self._headers.pop("authorization", None)
-        if api_key:
-            self._headers["api-key"] = api_key
         # deployment -> URL, built on first use: the deployments are the aliases' models.
         self._urls: dict[tuple[str, str], httpx.URL] = {}
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"api-key": api_key} if api_key else {}
 
     def _url(self, deployment: str, operation: str) -> httpx.URL:
         url = self._urls.get((deployment, operation))

@@ -19,6 +19,7 @@ import orjson
 
 from ..errors import UpstreamRejected
 from .base import AttemptFailed
+from .sse import SSEDecoder
 
 # Statuses that mean the request itself is wrong: every target would refuse it.
 _REQUEST_FAULTS = frozenset({400, 413, 422})
@@ -44,13 +45,13 @@ class HTTPProvider:
         self._timeout_s = timeout_s
         self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
 
-    def _request(self, url: httpx.URL, headers: dict[str, str], payload: bytes) -> httpx.Request:
+    def _request(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Request:
         return httpx.Request(
             "POST", url, headers=headers, content=payload, extensions=self._extensions
         )
 
     async def _call_json(
-        self, url: httpx.URL, headers: dict[str, str], payload: bytes
+        self, url: httpx.URL, headers: httpx.Headers, payload: bytes
     ) -> dict[str, Any]:
         """POST and return the decoded 200 answer (an object); failures mapped."""
         try:
@@ -73,9 +74,7 @@ class HTTPProvider:
             raise AttemptFailed("bad_response", f"provider {self.name} answered a non-object")
         return answer
 
-    async def _open(
-        self, url: httpx.URL, headers: dict[str, str], payload: bytes
-    ) -> httpx.Response:
+    async def _open(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Response:
         """POST and return the 200 response, its body not read yet; failures mapped."""
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -138,26 +137,31 @@ class HTTPProvider:
     def stream_failure(self, what: str) -> AttemptFailed:
         return AttemptFailed("bad_response", f"provider {self.name} {what}")
 
-    async def sse_data(self, response: httpx.Response) -> AsyncIterator[str]:
-        """The ``data:`` payloads of a server-sent-event stream, each wait bounded by ``timeout_s``.
+    async def sse_data(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The ``data`` of each event of a server-sent-event stream.
 
-        Ends when the upstream closes the stream; the caller decides whether that
-        was too early.
+        A silent upstream is cut by the transport's read timeout. One that keeps
+        sending bytes without completing an event (a drip) is cut here, once no
+        event has arrived for the provider's timeout. Ends when the upstream
+        closes the stream; the caller decides whether that was too early.
         """
-        lines = response.aiter_lines()
+        decoder = SSEDecoder()
+        clock = asyncio.get_running_loop().time
+        last_event = clock()
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._timeout_s):
-                        line = await anext(lines)
-                except StopAsyncIteration:
-                    return
-                if line.startswith("data:"):
-                    yield line[5:].strip()  # blank separators, comments and event names skipped
+            async for raw in response.stream:  # type: ignore[union-attr]
+                events = decoder.feed(raw)
+                if not events:
+                    if clock() - last_event > self._timeout_s:
+                        raise TimeoutError
+                    continue
+                last_event = clock()
+                for data in events:
+                    yield data
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
 
-    def json_event(self, data: str) -> dict[str, Any]:
+    def json_event(self, data: bytes) -> dict[str, Any]:
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -165,6 +169,12 @@ class HTTPProvider:
         if not isinstance(event, dict):
             raise self.stream_failure("sent an event that is not an object")
         return event
+
+
+def header_pair(extra: dict[str, str]) -> tuple[httpx.Headers, httpx.Headers]:
+    """The headers of a JSON call and of a streamed call, built once per provider."""
+    json = {"content-type": "application/json", "accept": "application/json", **extra}
+    return httpx.Headers(json), httpx.Headers({**json, "accept": "text/event-stream"})
 
 
 class ResponseStream:

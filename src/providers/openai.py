@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from .base import AttemptFailed, Chunk
-from .http import HTTPProvider, ResponseStream
+from .http import HTTPProvider, ResponseStream, header_pair
 
 
 class OpenAIProvider(HTTPProvider):
@@ -34,9 +34,10 @@ class OpenAIProvider(HTTPProvider):
         # Built once, not per request.
         self._chat_url = httpx.URL(self._base + "/chat/completions")
         self._embeddings_url = httpx.URL(self._base + "/embeddings")
-        self._headers = {"content-type": "application/json", "accept": "application/json"}
-        if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+        self._json_headers, self._sse_headers = header_pair(self.auth_headers(api_key))
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     def chat_url(self, model: str) -> httpx.URL:
         return self._chat_url
@@ -46,7 +47,7 @@ class OpenAIProvider(HTTPProvider):
 
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = orjson.dumps({**body, "model": model})
-        answer = await self._call_json(self.chat_url(model), self._headers, payload)
+        answer = await self._call_json(self.chat_url(model), self._json_headers, payload)
         if not isinstance(answer.get("choices"), list):
             raise AttemptFailed(
                 "bad_response", f"provider {self.name} answered without a 'choices' list"
@@ -55,7 +56,7 @@ class OpenAIProvider(HTTPProvider):
 
     async def embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = orjson.dumps({**body, "model": model})
-        answer = await self._call_json(self.embeddings_url(model), self._headers, payload)
+        answer = await self._call_json(self.embeddings_url(model), self._json_headers, payload)
         if not isinstance(answer.get("data"), list):
             raise AttemptFailed(
                 "bad_response", f"provider {self.name} answered without a 'data' list"
@@ -67,13 +68,13 @@ class OpenAIProvider(HTTPProvider):
         # The gateway counts tokens even when the client did not ask.
         options["include_usage"] = True
         payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
-        response = await self._open(self.chat_url(model), self._headers, payload)
+        response = await self._open(self.chat_url(model), self._sse_headers, payload)
         return ResponseStream(response, self._chunks)
 
     async def _chunks(self, response: httpx.Response) -> AsyncIterator[Chunk]:
         """OpenAI server-sent events in, chunk dicts out, until ``[DONE]``."""
         async for data in self.sse_data(response):
-            if data == "[DONE]":
+            if data == b"[DONE]":
                 return
             yield self.json_event(data)
         raise self.stream_failure("ended the stream without [DONE]")
