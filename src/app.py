@@ -24,7 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import tokens
 from .config import ConfigError, GatewayConfig, load_config
-from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound, ShuttingDown
 from .handling import client_of, guarded, refusal_headers, use_case_of
 from .limiter.memory import MemoryLimiter
 from .messages_api import messages
@@ -32,11 +32,15 @@ from .models import (
     MAX_CLIENT_ID,
     ChatCompletionRequest,
     EmbeddingsRequest,
+    MessagesRequest,
     SeedChatRequest,
+    openapi_body,
     validate_body,
 )
 from .providers import Providers, TransportFactory
 from .service import Gateway
+from .serving import GatewayProtocol
+from .shutdown import on_sigterm
 from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, LineWriter, Telemetry
 from .wire import (
@@ -48,6 +52,8 @@ from .wire import (
 )
 
 _STARTED = int(time.time())
+_SHUTTING_DOWN = "The gateway is shutting down and takes no new requests; retry."
+_INTERRUPTED = "The gateway is shutting down; the stream was ended at its drain deadline."
 
 
 class GatewayApp:
@@ -62,6 +68,11 @@ class GatewayApp:
     def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.state = api.state
+        # Requests on the direct routes between arrival and the end of their answer
+        # (streams included); a plain attribute, for metrics and for the tests.
+        self.in_flight = 0
+        self.draining = False
+        self._streams: set[SSEResponse] = set()
         self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
             "/v1/chat/completions": chat_completions,
             "/v1/chat": seed_chat,
@@ -77,6 +88,22 @@ class GatewayApp:
         if handler is None or scope["method"] != "POST":
             await self.api(scope, receive, send)
             return
+        if self.draining:
+            await _render(Request(scope), ShuttingDown(_SHUTTING_DOWN))(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self._serve(handler, scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(
+        self,
+        handler: Callable[[Request], Awaitable[Response | SSEResponse]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         scope["app"] = self.api
         watch = _DisconnectWatch(receive)
         request = Request(scope, watch.receive)
@@ -89,7 +116,30 @@ class GatewayApp:
         except Exception as exc:
             response = await _unexpected(request, exc)
         watch.stop()
-        await response(scope, receive, send)
+        if type(response) is not SSEResponse:
+            await response(scope, receive, send)
+            return
+        self._streams.add(response)
+        try:
+            await response(scope, receive, send)
+        finally:
+            self._streams.discard(response)
+
+    def drain(self, deadline_s: float) -> None:
+        """Shutdown began: refuse new requests; after ``deadline_s``, end the streams still open.
+
+        Requests already admitted run on; a stream still open at the deadline
+        ends with one error event (``service_unavailable``) and is logged as
+        ``interrupted``.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        asyncio.get_running_loop().call_later(deadline_s, self._interrupt_streams)
+
+    def _interrupt_streams(self) -> None:
+        for stream in list(self._streams):
+            stream.interrupt(_INTERRUPTED)
 
 
 class _DisconnectWatch:
@@ -143,12 +193,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The telemetry line is the access log: uvicorn's own would double every request.
         logging.getLogger("uvicorn.access").disabled = True
+        GatewayProtocol.configure(config.request_read_timeout_s, config.max_header_bytes)
         providers = Providers(config, transport)
         telemetry = Telemetry(LineWriter(config.log_file))
         app.state.gateway = Gateway(config, providers, MemoryLimiter())
         app.state.telemetry = telemetry
         try:
-            yield
+            with on_sigterm(lambda: gateway_app.drain(config.shutdown_drain_s)):
+                yield
         finally:
             await providers.aclose()
             telemetry.close()
@@ -156,15 +208,19 @@ def create_app(
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_api_route(
-        "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
-    )
-    app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
-    app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
-    app.add_api_route("/v1/messages", messages, methods=["POST"], response_model=None)
+    for path, handler, shape in (
+        ("/v1/chat/completions", chat_completions, ChatCompletionRequest),
+        ("/v1/chat", seed_chat, SeedChatRequest),
+        ("/v1/embeddings", embeddings, EmbeddingsRequest),
+        ("/v1/messages", messages, MessagesRequest),
+    ):
+        app.add_api_route(
+            path, handler, methods=["POST"], response_model=None, openapi_extra=openapi_body(shape)
+        )
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
-    return GatewayApp(app)
+    gateway_app = GatewayApp(app)
+    return gateway_app
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:

@@ -166,6 +166,12 @@ class GatewayConfig(StrictModel):
     rate_limit: RateLimitConfig
     max_prompt_tokens: int | None = Field(default=None, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # HTTP layer (src.serving.GatewayProtocol): a request's head and body must arrive
+    # within this; a head may be at most this large
+    request_read_timeout_s: float = Field(default=30.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # after SIGTERM: how long streams in flight may run on before they end with an error event
+    shutdown_drain_s: float = Field(default=10.0, ge=0)
     log_file: str = "logs/gateway.log"
     retry_after_cap_s: float = Field(default=2.0, ge=0)
     # provider name -> upstream model -> price

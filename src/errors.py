@@ -14,11 +14,13 @@ caller's dialect; nothing else builds error bodies.
     ├── MethodNotAllowed          405 method_not_allowed
     ├── RequestTooLarge           413 request_too_large
     ├── UnsupportedMediaType      415 unsupported_media_type
+    ├── ClientGone                499 client_disconnected   (the client left mid-body)
     ├── RateLimited               429 rate_limit_exceeded   (the gateway's limit; Retry-After)
     ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request)
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
     ├── UpstreamUnavailable       503 upstream_unavailable  (every target's breaker is open)
+    ├── ShuttingDown              503 service_unavailable   (SIGTERM received: no new work)
     └── UpstreamTimeout           504 upstream_timeout      (also: the request deadline passed)
 """
 
@@ -79,6 +81,13 @@ class RequestTooLarge(GatewayError):
     type = "request_too_large"
 
 
+class ClientGone(GatewayError):
+    """The client closed the connection before its request body arrived."""
+
+    status = 499
+    type = "client_disconnected"
+
+
 class UnsupportedMediaType(GatewayError):
     status = 415
     type = "unsupported_media_type"
@@ -125,3 +134,10 @@ class UpstreamUnavailable(GatewayError):
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "upstream_timeout"
+
+
+class ShuttingDown(GatewayError):
+    """The gateway received SIGTERM: it finishes what it has and takes nothing new."""
+
+    status = 503
+    type = "service_unavailable"

@@ -35,7 +35,10 @@ async def refusal_headers(
 ) -> dict[str, str]:
     """Record a refusal on the telemetry record; the headers its answer carries."""
     record.status, record.error_type = exc.status, exc.type
-    record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
+    if exc.status == 499:
+        record.outcome = "client_disconnected"
+    else:
+        record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
     headers = {"x-request-id": record.request_id}
     if "x-ratelimit-limit-requests" not in exc.headers:
         headers.update(await gateway.quota_headers(record.client_id))

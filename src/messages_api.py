@@ -27,6 +27,9 @@ from .translate.anthropic_response import to_anthropic_message
 from .translate.anthropic_stream import EventsFromChunks
 from .wire import anthropic_error_response, json_response, new_request_id, read_json
 
+# Why a stream ended early, as Anthropic's error type.
+_ANTHROPIC_KINDS = {"upstream_error": "api_error", "service_unavailable": "overloaded_error"}
+
 
 class AnthropicEncoder:
     """Anthropic's framing for a ``Relay``: named events, ``message_stop`` at the end."""
@@ -40,8 +43,8 @@ class AnthropicEncoder:
     def end(self, usage: Usage, reported: bool) -> bytes:
         return self._events.end(usage.prompt_tokens, usage.completion_tokens)
 
-    def failed(self, message: str) -> bytes:
-        return self._events.error("api_error", message)
+    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
+        return self._events.error(_ANTHROPIC_KINDS.get(kind, "api_error"), message)
 
 
 async def messages(request: Request) -> Response | SSEResponse:

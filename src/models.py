@@ -99,6 +99,31 @@ class MessagesRequest(BaseModel):
 Body = TypeVar("Body", bound=BaseModel)
 
 
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra``: ``model``'s JSON schema as its required JSON request body.
+
+    The handlers read raw bodies (``validate_body``), so FastAPI cannot see
+    the shape; this puts it in the OpenAPI description for clients and
+    generated tests. Sub-models are inlined: the description has no
+    ``components`` entries for them.
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+    content = {"application/json": {"schema": _inlined(schema, defs)}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _inlined(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            return _inlined(defs[ref.rsplit("/", 1)[-1]], defs)
+        return {key: _inlined(value, defs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inlined(item, defs) for item in node]
+    return node
+
+
 def validate_body(model: type[Body], body: object) -> Body:
     """Validate a decoded JSON body; raise ``InvalidRequest`` naming the first bad field."""
     if not isinstance(body, dict):

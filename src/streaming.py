@@ -13,6 +13,8 @@ client's dialect (OpenAI's ``data:`` chunks here; Anthropic's named events in
   error event (OpenAI: an error object and no ``[DONE]``).
 - ``client_disconnected``: the client left; the upstream response is closed at
   once, and the tokens seen so far are counted.
+- ``interrupted``: the gateway is shutting down and the drain deadline passed;
+  the client gets one error event (type ``service_unavailable``), as above.
 
 The token reservation is reconciled and the telemetry line emitted when the
 stream ends, however it ends.
@@ -83,8 +85,8 @@ class Encoder(Protocol):
         """The bytes that end a complete stream; ``reported``: the upstream gave ``usage``."""
         ...
 
-    def failed(self, message: str) -> bytes:
-        """The one event that ends a stream whose upstream failed midway."""
+    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
+        """The one event that ends a stream early: its upstream failed midway (or ``kind``)."""
         ...
 
 
@@ -112,8 +114,8 @@ class OpenAIEncoder:
             return b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
         return _DONE
 
-    def failed(self, message: str) -> bytes:
-        return _error_event(message)
+    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
+        return _error_event(message, kind)
 
 
 class Relay:
@@ -172,6 +174,21 @@ class Relay:
         finally:
             await self.finish()
 
+    def interrupt(self, message: str) -> bytes:
+        """End the stream for the gateway's own reason (shutdown): the error event to send.
+
+        Recorded as ``interrupted`` (503) before the sending task is cancelled,
+        so ``finish`` logs it as such rather than as a client leaving.
+        """
+        self._ended = True
+        record = self._record
+        record.outcome, record.status, record.error_type = (
+            "interrupted",
+            503,
+            "service_unavailable",
+        )
+        return self._encoder.failed(message, "service_unavailable")
+
     async def finish(self) -> None:
         if self._finished:
             return
@@ -207,9 +224,18 @@ class SSEResponse:
             *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
         ]
         self._disconnected = False
+        self._sender: asyncio.Task[None] | None = None
+        self._last_event: bytes | None = None
+
+    def interrupt(self, message: str) -> None:
+        """End this stream now with one error event (the gateway is shutting down)."""
+        if self._sender is None or self._last_event is not None or self._disconnected:
+            return
+        self._last_event = self._relay.interrupt(message)
+        self._sender.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sender = asyncio.current_task()
+        sender = self._sender = asyncio.current_task()
         assert sender is not None
         watcher = asyncio.create_task(self._watch(receive, sender))
         try:
@@ -218,9 +244,13 @@ class SSEResponse:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not self._disconnected:
+            if self._disconnected:
+                sender.uncancel()  # our own cancellation: the client left, nothing more to do
+            elif self._last_event is not None:
+                sender.uncancel()  # our own cancellation: interrupted, say so and end
+                await send({"type": "http.response.body", "body": self._last_event})
+            else:
                 raise
-            sender.uncancel()  # our own cancellation: the client left, nothing more to do
         except OSError:
             pass  # the connection broke under a send: the client is gone
         finally:
@@ -258,8 +288,8 @@ def _usage_chunk(chunk_id: str, created: int, alias: str, usage: Usage) -> dict[
     }
 
 
-def _error_event(message: str) -> bytes:
-    error = {"error": {"type": "upstream_error", "message": message, "param": None, "code": None}}
+def _error_event(message: str, kind: str) -> bytes:
+    error = {"error": {"type": kind, "message": message, "param": None, "code": None}}
     return b"data: " + orjson.dumps(error) + b"\n\n"
 
 

@@ -12,10 +12,16 @@ import random
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from .errors import GatewayError, InvalidRequest, RequestTooLarge, UnsupportedMediaType
+from .errors import (
+    ClientGone,
+    GatewayError,
+    InvalidRequest,
+    RequestTooLarge,
+    UnsupportedMediaType,
+)
 
 JSON = "application/json"
 
@@ -37,11 +43,14 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone("The client closed the connection before its body arrived.") from None
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
