@@ -84,7 +84,17 @@ class GatewayApp:
         return self.api.router.lifespan_context(self.api)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._direct.get(scope["path"]) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        raw = scope.get("raw_path")
+        if raw is not None and b"%" in raw.partition(b"?")[0]:
+            # Routes match their path literally: "/v1/chat%2fcompletions" is not the chat
+            # route, whatever the decoded path says (a proxy in front would not think so).
+            error = RouteNotFound(f"No route {raw.partition(b'?')[0].decode('latin-1')}.")
+            await _render(Request(scope), error)(scope, receive, send)
+            return
+        handler = self._direct.get(scope["path"])
         if handler is None or scope["method"] != "POST":
             await self.api(scope, receive, send)
             return
@@ -206,6 +216,8 @@ def create_app(
             telemetry.close()
 
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
+    # No redirect from "/path/" to "/path": its Location would be built from the Host header.
+    app.router.redirect_slashes = False
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
     for path, handler, shape in (

@@ -26,8 +26,13 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+_LINGER_S = 2.0
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _TYPES = {400: "invalid_request_error", 408: "request_timeout", 431: "request_too_large"}
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 class GatewayProtocol(HttpToolsProtocol):
@@ -43,7 +48,7 @@ class GatewayProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
-        self._in_head = True
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -54,30 +59,39 @@ class GatewayProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_header_bytes:
-                self._refuse(431, f"The request head is larger than {self.max_header_bytes} bytes.")
-                return
-        super().data_received(data)
+        if not self._refused:  # after a refusal the rest of the request is read and dropped
+            super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
         self._head_bytes = 0
         if self._read_deadline is None:
             self._arm()
 
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        super().on_headers_complete()
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
 
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, f"Invalid HTTP request: {msg}")
+        if self._head_bytes > self.max_header_bytes:
+            self._refuse(431, f"The request head is larger than {self.max_header_bytes} bytes.")
+        else:
+            self._refuse(400, f"Invalid HTTP request: {msg}")
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_header_bytes:
+            # Raised inside the parser's callback: the parser stops, and uvicorn answers
+            # through send_400_response, which sees the count.
+            raise _HeadTooLarge
 
     def _arm(self) -> None:
         self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
@@ -96,7 +110,7 @@ class GatewayProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` in the error envelope, unless an answer already started; close."""
         self._disarm()
-        if self.transport.is_closing():
+        if self._refused or self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is None or not cycle.response_started:
@@ -106,7 +120,13 @@ class GatewayProtocol(HttpToolsProtocol):
             # gone, and whatever it still sends is dropped, not written after this answer.
             cycle.disconnected = True
             cycle.message_event.set()
-        self.transport.close()
+        # A lingering close: stop sending, but read (and drop) what the client is still
+        # sending for a moment; closing with unread data would reset the connection, and
+        # the client could lose the answer.
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self.transport.close)
 
 
 def _answer(status: int, message: str, url: bytes | None) -> bytes:

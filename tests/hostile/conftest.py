@@ -25,6 +25,11 @@ class Figures:
     def record(self, area: str, **values: Any) -> None:
         FIGURES.setdefault(area, {}).update(values)
 
+    def add(self, area: str, **counts: int) -> None:
+        figures = FIGURES.setdefault(area, {})
+        for key, count in counts.items():
+            figures[key] = figures.get(key, 0) + count
+
 
 @pytest.fixture(scope="session")
 def figures() -> Figures:
