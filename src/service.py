@@ -121,6 +121,9 @@ class Gateway:
         except GatewayError:
             await self.limiter.reconcile(ticket.reservation, 0)
             raise
+        except asyncio.CancelledError:
+            await self.abandoned(record, ticket)
+            raise
         usage = usage_of(answer.get("usage")) or Usage(
             ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))
         )
@@ -143,6 +146,9 @@ class Gateway:
         except GatewayError:
             await self.limiter.reconcile(ticket.reservation, 0)
             raise
+        except asyncio.CancelledError:
+            await self.abandoned(record, ticket)
+            raise
         reported = answer.get("usage")
         prompt = reported.get("prompt_tokens") if isinstance(reported, dict) else None
         usage = Usage(prompt if type(prompt) is int else ticket.prompt_estimate, 0)
@@ -151,6 +157,17 @@ class Gateway:
         answer.setdefault("object", "list")
         await self._account(record, ticket, usage)
         return answer
+
+    async def abandoned(self, record: CallRecord, ticket: Ticket) -> None:
+        """The client left while the upstream worked: it had the prompt, nothing came back.
+
+        Recorded and counted as that usage (the prompt estimate, no completion),
+        so the telemetry line and the token window say what was spent.
+        """
+        if record.targets_tried:
+            await self._account(record, ticket, Usage(ticket.prompt_estimate, 0))
+        else:
+            await self.limiter.reconcile(ticket.reservation, 0)
 
     async def _account(self, record: CallRecord, ticket: Ticket, usage: Usage) -> None:
         record.prompt_tokens, record.completion_tokens = (

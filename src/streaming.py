@@ -69,6 +69,9 @@ async def open_stream(
     record.stream = True
     try:
         return await gateway.attempt(record, ticket, first_chunk)
+    except asyncio.CancelledError:
+        await gateway.abandoned(record, ticket)
+        raise
     except BaseException:
         await gateway.limiter.reconcile(ticket.reservation, 0)
         raise

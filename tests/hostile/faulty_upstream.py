@@ -61,6 +61,8 @@ class Attempt:
     headers: dict[str, str]
     body: Any
     at: float  # time.monotonic() when the request was read
+    wall: float  # time.time() then
+    retry_after: str | None = None  # the Retry-After header sent, if any
     first_event_at: float | None = None
     events_sent: int = 0
     closed_by_peer_at: float | None = None
@@ -201,7 +203,9 @@ class FaultyUpstream(_Loopback):
             number = len(self.by_rid[rid]) + 1
             actions = plan.split(",")
             action = actions[min(number, len(actions)) - 1]
-            attempt = Attempt(rid, number, action, path, headers, body, time.monotonic())
+            attempt = Attempt(
+                rid, number, action, path, headers, body, time.monotonic(), time.time()
+            )
             self.by_rid[rid].append(attempt)
             self.attempts.append(attempt)
         return attempt
@@ -259,6 +263,7 @@ class FaultyUpstream(_Loopback):
             return True
         if name == "status":
             extra = {"retry-after": _retry_after(args[1])} if len(args) > 1 else {}
+            attempt.retry_after = extra.get("retry-after")
             error = {"error": {"message": "injected fault", "type": "server_error"}}
             return await _json(writer, int(args[0]), error, extra)
         if name == "echo":

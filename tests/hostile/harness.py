@@ -12,6 +12,8 @@ the default run is sized for CI; ``HOSTILE_SCALE=10`` gives the figures in READM
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -20,8 +22,9 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,3 +203,32 @@ def is_envelope(status: int, body: bytes, path: str) -> bool:
     error = data.get("error") if isinstance(data, dict) else None
     return (isinstance(error, dict) and isinstance(error.get("type"), str)
             and isinstance(error.get("message"), str))
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+    """Serve ``app`` with uvicorn (the gateway's protocol) in a thread; yields its URL and loop.
+
+    In-process, so a test can read the app's attributes (``in_flight``) and the
+    server loop's tasks; the sockets are real.
+    """
+    import uvicorn
+
+    from src.serving import GatewayProtocol
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            http=GatewayProtocol, timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="gateway-in-thread", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", server.servers[0].get_loop()
+    finally:
+        server.should_exit = True
+        thread.join(10)
