@@ -353,13 +353,20 @@ async def list_models(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """``{"status": "ok"}``; with ``?verbose=1`` also every target's circuit breaker."""
+    """``{"status": "ok"}``; ``?verbose=1`` adds every target's breaker and lost telemetry lines."""
     if request.query_params.get("verbose") not in {"1", "true"}:
         return json_response({"status": "ok"})
     gateway: Gateway = request.app.state.gateway
+    telemetry: Telemetry = request.app.state.telemetry
     targets = gateway.router.health()
     degraded = any(target["state"] != "closed" for target in targets)
-    return json_response({"status": "degraded" if degraded else "ok", "targets": targets})
+    return json_response(
+        {
+            "status": "degraded" if degraded else "ok",
+            "targets": targets,
+            "telemetry_lines_lost": telemetry.writer.dropped,
+        }
+    )
 
 
 async def _refuse(
