@@ -29,7 +29,7 @@ from .limiter import Limiter, Limits, Quota
 from .models import ChatCompletionRequest
 from .providers import AttemptFailed, Provider, Providers, Usage
 from .router import Router, Target
-from .telemetry import CallRecord
+from .telemetry import Attempt, CallRecord
 
 T = TypeVar("T")
 
@@ -139,12 +139,23 @@ class Gateway:
                 target.provider, target.model, provider.stub,
             )  # fmt: skip
             started = time.perf_counter()
+            error: str | None = "error"
             try:
-                return await call(provider, target.model)
+                answer = await call(provider, target.model)
+                error = None
+                return answer
             except AttemptFailed as exc:
                 last, previous = exc, target
+                error = exc.kind if exc.status is None else f"http_{exc.status}"
+            except GatewayError as exc:
+                error = exc.type
+                raise
             finally:
-                record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+                ended = time.perf_counter()
+                record.upstream_latency_ms = round((ended - started) * 1000, 3)
+                record.attempts.append(
+                    Attempt(target.provider, target.model, started, ended, error)
+                )
         assert last is not None  # an alias always has at least one target
         raise self._exhausted(ticket, last)
 
