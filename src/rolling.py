@@ -11,6 +11,7 @@ process's: with several workers each keeps its own.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .config import GatewayConfig
@@ -65,7 +66,14 @@ class _Ring:
 
 
 class Rolling:
-    def __init__(self, config: GatewayConfig, labels: Labels, in_flight: InFlight) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        labels: Labels,
+        in_flight: InFlight,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
         self._labels = labels
         self._in_flight = in_flight
         self._rings = {name: _Ring(width, size) for name, (width, size) in WINDOWS.items()}
@@ -77,7 +85,7 @@ class Rolling:
 
     def observe(self, record: CallRecord, fields: dict[str, Any]) -> None:
         """The telemetry sink: add one finished request to the current bucket of each ring."""
-        now = time.time()
+        now = self._clock()
         client = self._labels.client(record.client_id)
         failed = record.error_type is not None
         limited = record.error_type if record.error_type in LIMIT_ERRORS else None
@@ -108,7 +116,7 @@ class Rolling:
     def snapshot(self, window: str) -> dict[str, Any]:
         """The dashboard's figures for ``window`` (``hour`` or ``day``)."""
         ring = self._rings[window]
-        now = time.time()
+        now = self._clock()
         series, totals = [], _Totals()
         for start, bucket in ring.window(now):
             if bucket is None:
