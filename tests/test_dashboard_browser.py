@@ -71,7 +71,9 @@ def test_dashboard_shows_live_figures_in_chromium(tmp_path):
         )
         page = context.new_page()
         problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on(
+            "console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None
+        )
         page.on("pageerror", lambda e: problems.append(str(e)))
         outside: list[str] = []
         page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))

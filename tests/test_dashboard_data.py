@@ -21,13 +21,19 @@ async def test_data_counts_requests_errors_refusals_and_clients(gateway_client, 
     upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
     client = await gateway_client(config)
     for _ in range(5):  # 3 admitted, 2 refused by the limit
-        await client.post("/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": "team-a"})
+        await client.post(
+            "/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": "team-a"}
+        )
     await client.post("/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": "team-b"})
     for window, buckets, width in (("hour", 60, 60), ("day", 96, 900)):
         response = await client.get(f"/dashboard/data?window={window}")
         assert response.status_code == 200
         data = response.json()
-        assert (data["window"], data["bucket_seconds"], len(data["series"])) == (window, width, buckets)
+        assert (data["window"], data["bucket_seconds"], len(data["series"])) == (
+            window,
+            width,
+            buckets,
+        )
         totals = data["totals"]
         assert (totals["requests"], totals["errors"], totals["limited"]) == (6, 2, 2)
         assert (totals["input_tokens"], totals["output_tokens"]) == (44, 20)

@@ -45,7 +45,9 @@ def test_only_the_configured_number_of_backups_is_kept(tmp_path):
 def test_two_writers_on_one_file_lose_no_line_across_rotations(tmp_path):
     """As two gateway workers do: each rotates or follows the other's rotation."""
     base = tmp_path / "g.log"
-    writers = [LineWriter(base, stdout=io.BytesIO(), max_bytes=2048, backups=1000) for _ in range(2)]
+    writers = [
+        LineWriter(base, stdout=io.BytesIO(), max_bytes=2048, backups=1000) for _ in range(2)
+    ]
 
     def produce(w: int) -> None:
         for i in range(400):

@@ -41,7 +41,9 @@ def value(samples, name: str, **labels: str) -> float:
 def sse(*chunks: dict) -> bytes:
     import json
 
-    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    return (
+        b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    )
 
 
 def chunk(content: str) -> dict:
@@ -62,7 +64,9 @@ async def test_requests_tokens_and_latency_are_counted_by_client_alias_provider_
     upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
     client = await gateway_client(config)
     for _ in range(3):
-        await client.post("/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": "team-a"})
+        await client.post(
+            "/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": "team-a"}
+        )
     await client.post("/v1/chat/completions", json={**chat_body(), "model": "missing"})
     samples = await scrape(client)
     ok = {"client": "team-a", "alias": "default-chat", "provider": "primary"}
@@ -102,7 +106,10 @@ async def test_fallbacks_and_failed_attempts_are_counted(gateway_client, upstrea
     assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 200
     samples = await scrape(client)
     assert value(samples, "gateway_fallbacks_total", alias="default-chat") == 1
-    assert value(samples, "gateway_upstream_attempts_total", provider="primary", result="http_503") == 1
+    assert (
+        value(samples, "gateway_upstream_attempts_total", provider="primary", result="http_503")
+        == 1
+    )
     assert value(samples, "gateway_upstream_attempts_total", provider="secondary", result="ok") == 1
     assert value(
         samples, "gateway_requests_total",
@@ -116,7 +123,11 @@ async def test_rate_limited_requests_are_counted_by_error_type(
     upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
     client = await gateway_client(make_config(tmp_path, rate_limit={"requests_per_minute": 2}))
     statuses = [
-        (await client.post("/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": "greedy"})).status_code
+        (
+            await client.post(
+                "/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": "greedy"}
+            )
+        ).status_code
         for _ in range(5)
     ]
     assert statuses == [200, 200, 429, 429, 429]
@@ -136,12 +147,12 @@ async def test_client_label_values_are_capped_with_an_other_bucket(
     config = make_config(tmp_path, metrics={"max_clients": 3})
     client = await gateway_client(config)
     for i in range(8):
-        await client.post("/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": f"c{i}"})
+        await client.post(
+            "/v1/chat/completions", json=chat_body(), headers={"X-Client-Id": f"c{i}"}
+        )
     samples = await scrape(client)
     clients = {
-        dict(labels)["client"]
-        for name, labels in samples
-        if name == "gateway_requests_total"
+        dict(labels)["client"] for name, labels in samples if name == "gateway_requests_total"
     }
     assert clients == {"c0", "c1", "c2", "other"}
     assert value(
@@ -196,13 +207,13 @@ def test_cost_and_retries_are_read_from_the_line_when_present(tmp_path):
         metrics.observe(record, {**record.fields(), "cost_usd": cost, "retries": 2})
     metrics.observe(record, record.fields())  # a line without cost_usd counts no spend
     samples = parse(metrics.render(None)[0].decode())
-    assert value(samples, "gateway_cost_usd_total", client="team-c", alias="a", provider="p") == 0.75
+    assert (
+        value(samples, "gateway_cost_usd_total", client="team-c", alias="a", provider="p") == 0.75
+    )
     assert value(samples, "gateway_upstream_retries_total", alias="a") == 4
 
 
-async def test_metrics_need_the_admin_key_when_one_is_set(
-    gateway_client, config, monkeypatch
-):
+async def test_metrics_need_the_admin_key_when_one_is_set(gateway_client, config, monkeypatch):
     monkeypatch.setenv("GATEWAY_ADMIN_KEY", "adm-Kx81fq2")
     client = await gateway_client(config)
     refused = await client.get("/metrics")
@@ -221,3 +232,12 @@ async def test_metrics_can_be_turned_off(gateway_client, tmp_path, provider_key)
     client = await gateway_client(make_config(tmp_path, metrics={"enabled": False}))
     assert (await client.get("/metrics")).status_code == 404
     assert (await client.get("/dashboard")).status_code == 404
+
+
+def test_a_multiprocess_dir_that_is_not_a_directory_stops_start_up(tmp_path, monkeypatch):
+    from src.app import create_app
+    from src.config import ConfigError
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match=r"PROMETHEUS_MULTIPROC_DIR .*absent: not a directory"):
+        create_app(make_config(tmp_path))

@@ -41,18 +41,26 @@ def logs(tmp_path):
     """A log rotated twice: the oldest lines in .2, the newest in the live file."""
     base = tmp_path / "gateway.log"
     (tmp_path / "gateway.log.2").write_text(
-        line("2026-11-01", "team-a", "chat", latency=10.0, cost=0.5) + "\n"
-        + line("2026-11-01", "team-a", "chat", latency=20.0, cost=0.25) + "\n"
+        line("2026-11-01", "team-a", "chat", latency=10.0, cost=0.5)
+        + "\n"
+        + line("2026-11-01", "team-a", "chat", latency=20.0, cost=0.25)
+        + "\n"
     )
     (tmp_path / "gateway.log.1").write_text(
         line("2026-11-01", "team-a", "chat", status=502, latency=30.0, prompt=None, completion=None)
         + "\n{not json\n"
-        + line("2026-11-02", "team-b", "chat", latency=5.0) + "\n"
+        + line("2026-11-02", "team-b", "chat", latency=5.0)
+        + "\n"
     )
     base.write_text(
         line("2026-11-02", "team-b", None, status=400, latency=1.0, prompt=None, completion=None)
-        + "\n" + '{"event":"reload","timestamp":"2026-11-02T00:00:00Z","status":0}'
-        + "\n" + '["a list"]' + "\n" + line("2026-11-03", "team-a", "chat") + "\n"
+        + "\n"
+        + '{"event":"reload","timestamp":"2026-11-02T00:00:00Z","status":0}'
+        + "\n"
+        + '["a list"]'
+        + "\n"
+        + line("2026-11-03", "team-a", "chat")
+        + "\n"
     )
     return base
 

@@ -80,7 +80,9 @@ async def test_each_attempt_is_a_child_span_and_failures_are_marked(
     assert response.status_code == 502
     finished = spans.get_finished_spans()
     (server,) = [s for s in finished if s.kind == SpanKind.SERVER]
-    attempts = sorted((s for s in finished if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time)
+    attempts = sorted(
+        (s for s in finished if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time
+    )
     assert [a.attributes["gateway.provider"] for a in attempts] == ["primary", "secondary"]
     assert [a.attributes["error.type"] for a in attempts] == ["http_503", "connect"]
     assert all(a.status.status_code == StatusCode.ERROR for a in attempts)
