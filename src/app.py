@@ -24,22 +24,37 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from . import metrics as metrics_module
+from . import tokens
 from .admin import AdminGuard
 from .config import ConfigError, GatewayConfig, load_config
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from .handling import client_of, guarded, refusal_headers, use_case_of
 from .labels import Labels
 from .limiter.memory import MemoryLimiter
 from .logfile import LineWriter
+from .messages_api import messages
 from .metrics import InFlight, Metrics
-from .models import MAX_CLIENT_ID, ChatCompletionRequest, SeedChatRequest, validate_body
+from .models import (
+    MAX_CLIENT_ID,
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    SeedChatRequest,
+    validate_body,
+)
 from .providers import Providers, TransportFactory
 from .rolling import Rolling
-from .service import Gateway, Ticket
-from .streaming import Relay, SSEResponse, open_stream
+from .service import Gateway
+from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
 from .tracing import Tracing, exporter_names
-from .wire import error_response, json_response, new_request_id, read_json
+from .wire import (
+    anthropic_error_response,
+    error_response,
+    json_response,
+    new_request_id,
+    read_json,
+)
 
 _STARTED = int(time.time())
 
@@ -60,6 +75,8 @@ class GatewayApp:
         self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
             "/v1/chat/completions": chat_completions,
             "/v1/chat": seed_chat,
+            "/v1/embeddings": embeddings,
+            "/v1/messages": messages,
         }
 
     def lifespan(self) -> Any:
@@ -159,7 +176,9 @@ def create_app(
             config.log_file, max_bytes=config.log_max_bytes, backups=config.log_backups
         )
         telemetry = Telemetry(writer, sinks, listeners)
-        app.state.gateway = Gateway(config, providers, MemoryLimiter())
+        app.state.gateway = Gateway(
+            config, providers, MemoryLimiter(), on_circuit=telemetry.circuit_changed
+        )
         app.state.telemetry = telemetry
         app.state.admin = AdminGuard()
         app.state.metrics, app.state.rolling = metrics, rolling
@@ -180,6 +199,8 @@ def create_app(
         "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
     )
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
+    app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.add_api_route("/v1/messages", messages, methods=["POST"], response_model=None)
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
     if metrics is not None:
@@ -193,20 +214,26 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     """OpenAI's chat completions, streamed or not; the caller is ``X-Client-Id`` or anonymous."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
-    client_id = (request.headers.get("x-client-id") or "anonymous")[:MAX_CLIENT_ID]
-    record = CallRecord(new_request_id(), "/v1/chat/completions", client_id)
+    record = CallRecord(new_request_id(), "/v1/chat/completions", client_of(request))
     streaming = False
     try:
         body = await read_json(request, gateway.config.max_body_bytes)
         chat = validate_body(ChatCompletionRequest, body)
-        ticket = await gateway.admit(record, chat, body)
+        ticket = await gateway.admit(
+            record,
+            chat.model,
+            tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(),
+            use_case_of(request),
+        )
         headers = {**ticket.headers, "x-request-id": record.request_id}
         if chat.stream:
-            opened = await _guarded(gateway, ticket, open_stream(gateway, record, ticket, body))
+            opened = await guarded(ticket, open_stream(gateway, record, ticket, body))
             streaming = True
-            relay = Relay(gateway, telemetry, record, ticket, chat, opened)
+            encoder = OpenAIEncoder(chat, ticket.model, record.request_id)
+            relay = Relay(gateway, telemetry, record, ticket, encoder, opened)
             return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, body))
+        answer = await guarded(ticket, gateway.complete(record, ticket, body))
         return json_response(answer, headers=headers)
     except GatewayError as exc:
         return await _refuse(gateway, record, exc, openai=True)
@@ -237,11 +264,17 @@ async def seed_chat(request: Request) -> Response:
                 param="stream",
             )
         upstream_body = {k: v for k, v in body.items() if k != "client_id"}
-        ticket = await gateway.admit(record, chat, upstream_body)
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, upstream_body))
+        ticket = await gateway.admit(
+            record,
+            chat.model,
+            tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(),
+            use_case_of(request),
+        )
+        answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
         reply = {
             "id": record.request_id,
-            "model": ticket.alias,
+            "model": ticket.model,
             "provider": record.provider,
             "usage": answer["usage"],
             "message": _first_message(answer),
@@ -249,6 +282,32 @@ async def seed_chat(request: Request) -> Response:
         return json_response(reply, headers={**ticket.headers, "x-request-id": record.request_id})
     except GatewayError as exc:
         return await _refuse(gateway, record, exc, openai=False)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
+    except BaseException:
+        record.status, record.error_type, record.outcome = 500, "internal_error", "error"
+        raise
+    finally:
+        telemetry.emit(record)
+
+
+async def embeddings(request: Request) -> Response:
+    """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
+    gateway: Gateway = request.app.state.gateway
+    telemetry: Telemetry = request.app.state.telemetry
+    record = CallRecord(new_request_id(), "/v1/embeddings", client_of(request))
+    try:
+        body = await read_json(request, gateway.config.max_body_bytes)
+        embed = validate_body(EmbeddingsRequest, body)
+        ticket = await gateway.admit(
+            record, embed.model, embed.input_tokens(), 0, use_case_of(request)
+        )
+        answer = await guarded(ticket, gateway.embed(record, ticket, body))
+        headers = {**ticket.headers, "x-request-id": record.request_id}
+        return json_response(answer, headers=headers)
+    except GatewayError as exc:
+        return await _refuse(gateway, record, exc, openai=True)
     except asyncio.CancelledError:
         record.status, record.outcome = 499, "client_disconnected"
         raise
@@ -269,26 +328,19 @@ async def list_models(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
-
-
-async def _guarded(gateway: Gateway, ticket: Ticket, work: Any) -> Any:
-    """Await ``work``; a refusal after admission still carries the client's limit headers."""
-    try:
-        return await work
-    except GatewayError as exc:
-        exc.headers = {**ticket.headers, **exc.headers}
-        raise
+    """``{"status": "ok"}``; with ``?verbose=1`` also every target's circuit breaker."""
+    if request.query_params.get("verbose") not in {"1", "true"}:
+        return json_response({"status": "ok"})
+    gateway: Gateway = request.app.state.gateway
+    targets = gateway.router.health()
+    degraded = any(target["state"] != "closed" for target in targets)
+    return json_response({"status": "degraded" if degraded else "ok", "targets": targets})
 
 
 async def _refuse(
     gateway: Gateway, record: CallRecord, exc: GatewayError, *, openai: bool
 ) -> Response:
-    record.status, record.error_type = exc.status, exc.type
-    record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
-    headers = {"x-request-id": record.request_id}
-    if "x-ratelimit-limit-requests" not in exc.headers:
-        headers.update(await gateway.quota_headers(record.client_id))
+    headers = await refusal_headers(gateway, record, exc)
     return error_response(exc, openai=openai, headers=headers)
 
 
@@ -313,7 +365,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequest(str(exc.detail))
         error.status = exc.status_code
-    return error_response(error, openai=request.url.path != "/v1/chat")
+    return _render(request, error)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -326,6 +378,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     logging.getLogger("gateway").error(
         "unexpected error on %s: %s", request.url.path, type(exc).__name__
     )
+    return _render(request, error)
+
+
+def _render(request: Request, error: GatewayError) -> Response:
+    """An error in the dialect of the path it answers."""
+    if request.url.path == "/v1/messages":
+        return anthropic_error_response(error)
     return error_response(error, openai=request.url.path != "/v1/chat")
 
 

@@ -16,6 +16,15 @@ UNKNOWN = "unknown"
 NONE = "none"
 
 
+def configured_targets(config: GatewayConfig) -> list[tuple[str, str]]:
+    """Every (provider, model) some alias may call, once each, in config order."""
+    seen: dict[tuple[str, str], None] = {}
+    for spec in config.aliases.values():
+        for _, target in spec.all_targets():
+            seen[(target.provider, target.model)] = None
+    return list(seen)
+
+
 class Labels:
     def __init__(self, config: GatewayConfig) -> None:
         self._max_clients = config.metrics.max_clients

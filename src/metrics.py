@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from .config import ConfigError, GatewayConfig
-from .labels import Labels
+from .labels import Labels, configured_targets
 from .telemetry import CallRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -115,9 +115,8 @@ class Metrics:
             "gateway_requests_in_flight", "Chat requests being handled or streamed.",
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
-        for spec in config.aliases.values():
-            for target in spec.targets():
-                self.circuit.labels(target.provider, target.model).set(0)
+        for provider, model in configured_targets(config):
+            self.circuit.labels(provider, model).set(0)
 
     def observe(self, record: CallRecord, fields: dict[str, Any]) -> None:
         """The telemetry sink: count one finished request."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import GatewayConfig
-from .labels import Labels
+from .labels import Labels, configured_targets
 from .metrics import LIMIT_ERRORS, InFlight
 from .sketch import LatencyHistogram
 from .telemetry import CallRecord
@@ -77,11 +77,7 @@ class Rolling:
         self._labels = labels
         self._in_flight = in_flight
         self._rings = {name: _Ring(width, size) for name, (width, size) in WINDOWS.items()}
-        self._circuits: dict[tuple[str, str], str] = {
-            (target.provider, target.model): "closed"
-            for spec in config.aliases.values()
-            for target in spec.targets()
-        }
+        self._circuits = dict.fromkeys(configured_targets(config), "closed")
 
     def observe(self, record: CallRecord, fields: dict[str, Any]) -> None:
         """The telemetry sink: add one finished request to the current bucket of each ring."""
