@@ -112,7 +112,7 @@ class Metrics:
             ["provider", "model"], registry=registry, multiprocess_mode="livemax",
         )  # fmt: skip
         self.in_flight = Gauge(
-            "gateway_requests_in_flight", "Chat requests being handled or streamed.",
+            "gateway_requests_in_flight", "API requests being handled (streams: to the end).",
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
         for provider, model in configured_targets(config):
@@ -176,7 +176,7 @@ def mark_process_dead() -> None:
 
 
 class InFlight:
-    """Chat requests in progress in this process (the dashboard reads ``count``)."""
+    """API requests in progress in this process (the dashboard reads ``count``)."""
 
     __slots__ = ("_gauge", "count")
 

@@ -1,5 +1,8 @@
 """OpenTelemetry traces (off by default): one span per request, one child per upstream attempt.
 
+Spans are named ``<operation> <model>``: ``chat`` (``/v1/chat``,
+``/v1/chat/completions``, ``/v1/messages``) or ``embeddings``.
+
 The spans are built from the ``CallRecord`` when the request ends, with the
 times it recorded, so tracing adds nothing to the request path until then and
 nothing at all when it is off (the OpenTelemetry packages are not even
@@ -83,20 +86,20 @@ class Tracing:
         to_epoch_ns = time.time_ns() - time.perf_counter_ns()
         start = int(record.started * 1e9) + to_epoch_ns
         end = start + int(fields["latency_ms"] * 1e6)
-        alias = record.alias or "unknown"
+        operation = _operation(record.endpoint)
         span = self._tracer.start_span(
-            f"chat {alias}", kind=self._server, start_time=start,
-            attributes=self._request_attributes(record, fields),
+            f"{operation} {record.alias or 'unknown'}", kind=self._server, start_time=start,
+            attributes=self._request_attributes(record, fields, operation),
         )  # fmt: skip
         parent = self._in_context(span)
         for attempt in record.attempts:
             child = self._tracer.start_span(
-                f"chat {attempt.model}",
+                f"{operation} {attempt.model}",
                 context=parent,
                 kind=self._client,
                 start_time=int(attempt.started * 1e9) + to_epoch_ns,
                 attributes={
-                    "gen_ai.operation.name": "chat",
+                    "gen_ai.operation.name": operation,
                     "gen_ai.request.model": attempt.model,
                     "gen_ai.provider.name": self._systems.get(attempt.provider, "unknown"),
                     "gateway.provider": attempt.provider,
@@ -112,9 +115,11 @@ class Tracing:
             span.set_status(self._error)
         span.end(end_time=end)
 
-    def _request_attributes(self, record: CallRecord, fields: dict[str, Any]) -> dict[str, Any]:
+    def _request_attributes(
+        self, record: CallRecord, fields: dict[str, Any], operation: str
+    ) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": operation,
             "gen_ai.request.model": record.alias or "",
             "gen_ai.request.stream": record.stream,
             "http.request.method": "POST",
@@ -145,6 +150,11 @@ class Tracing:
     def close(self) -> None:
         if self._owned is not None:
             self._owned.shutdown()
+
+
+def _operation(endpoint: str) -> str:
+    """The GenAI operation name of an endpoint: ``embeddings`` or ``chat``."""
+    return "embeddings" if endpoint == "/v1/embeddings" else "chat"
 
 
 def _build_provider(names: list[str]) -> TracerProvider:

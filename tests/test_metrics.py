@@ -241,3 +241,31 @@ def test_a_multiprocess_dir_that_is_not_a_directory_stops_start_up(tmp_path, mon
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match=r"PROMETHEUS_MULTIPROC_DIR .*absent: not a directory"):
         create_app(make_config(tmp_path))
+
+
+async def test_a_breaker_that_opens_shows_in_the_metric_and_the_dashboard(
+    gateway_client, upstream, tmp_path, provider_key
+):
+    upstream.post(f"{UPSTREAM}/chat/completions").respond(503)
+    upstream.post(SECONDARY).respond(json=completion())
+    config = make_config(tmp_path, breaker={"failure_threshold": 1, "cooldown_s": 60})
+    client = await gateway_client(config)
+    assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 200
+    primary = {"provider": "primary", "model": "up-model-a"}
+    samples = await scrape(client)
+    assert value(samples, "gateway_circuit_state", **primary) == 2
+    assert value(samples, "gateway_circuit_state", provider="secondary", model="up-model-b") == 0
+    circuits = (await client.get("/dashboard/data")).json()["circuits"]
+    assert {**primary, "state": "open"} in circuits
+
+
+async def test_retries_from_the_line_are_counted(gateway_client, upstream, tmp_path, provider_key):
+    route = upstream.post(f"{UPSTREAM}/chat/completions")
+    route.side_effect = [httpx.Response(503), httpx.Response(200, json=completion())]
+    retry = {"max_attempts": 3, "base_backoff_s": 0.001, "max_backoff_s": 0.002}
+    client = await gateway_client(make_config(tmp_path, retry=retry))
+    assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 200
+    samples = await scrape(client)
+    assert value(samples, "gateway_upstream_retries_total", alias="default-chat") == 1
+    assert value(samples, "gateway_upstream_attempts_total", provider="primary", result="http_503") == 1
+    assert value(samples, "gateway_upstream_attempts_total", provider="primary", result="ok") == 1
