@@ -165,17 +165,10 @@ def create_app(
         logging.getLogger("uvicorn.access").disabled = True
         providers = Providers(config, transport)
         tracing = Tracing(config, tracing_exporters) if tracing_exporters else None
-        sinks: list[Sink] = []
-        listeners: list[CircuitListener] = []
-        if metrics is not None and rolling is not None:
-            sinks += [metrics.observe, rolling.observe]
-            listeners += [metrics.circuit_changed, rolling.circuit_changed]
-        if tracing is not None:
-            sinks.append(tracing.observe)
         writer = LineWriter(
             config.log_file, max_bytes=config.log_max_bytes, backups=config.log_backups
         )
-        telemetry = Telemetry(writer, sinks, listeners)
+        telemetry = Telemetry(writer, *_views(metrics, rolling, tracing))
         app.state.gateway = Gateway(
             config, providers, MemoryLimiter(), on_circuit=telemetry.circuit_changed
         )
@@ -208,6 +201,20 @@ def create_app(
         app.add_api_route("/dashboard", dashboard_page, methods=["GET"])
         app.add_api_route("/dashboard/data", dashboard_data, methods=["GET"])
     return GatewayApp(app, in_flight)
+
+
+def _views(
+    metrics: Metrics | None, rolling: Rolling | None, tracing: Tracing | None
+) -> tuple[list[Sink], list[CircuitListener]]:
+    """What the telemetry emit feeds: the sinks of each request, the circuit listeners."""
+    sinks: list[Sink] = []
+    listeners: list[CircuitListener] = []
+    if metrics is not None and rolling is not None:
+        sinks += [metrics.observe, rolling.observe]
+        listeners += [metrics.circuit_changed, rolling.circuit_changed]
+    if tracing is not None:
+        sinks.append(tracing.observe)
+    return sinks, listeners
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
@@ -370,7 +377,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc, openai=True)
+    return _render(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
