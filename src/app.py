@@ -1,14 +1,20 @@
 """The HTTP layer: translates requests into the pipeline and its results back into HTTP.
 
-``create_app`` reads the config (a bad one stops start-up with one line naming
-the file and the field); the lifespan opens what the gateway holds (one pooled
-HTTP client per provider, the limiter, the telemetry writer) and closes it at
-shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
+``create_app`` reads the config and loads its policy hooks (a bad one stops
+start-up with one line naming the file and the field); the lifespan opens what
+the gateway holds (one pooled HTTP client per provider, the limiter, the spend
+store and its ledger, the telemetry writer, the SIGHUP reload handler) and
+closes it at shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
+
+Each request takes ``state.gateway`` once, when it starts, and uses that
+gateway to its end: a reload swaps ``state.gateway`` without touching the
+requests already running.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,15 +27,34 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .accounting import COST_HEADER, format_usd
 from .config import ConfigError, GatewayConfig, load_config
-from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from .errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    PermissionDenied,
+    RouteNotFound,
+)
+from .identity import OPEN_MODE_WARNING, Client
 from .limiter.memory import MemoryLimiter
-from .models import MAX_CLIENT_ID, ChatCompletionRequest, SeedChatRequest, validate_body
-from .providers import Providers, TransportFactory
+from .models import (
+    MAX_CLIENT_ID,
+    ChatCompletionRequest,
+    KeyedSeedChatRequest,
+    SeedChatRequest,
+    validate_body,
+)
+from .policies import Policies
+from .providers import TransportFactory
+from .reload import Reloader, admin_reload, build_gateway
 from .service import Gateway, Ticket
+from .spend.memory import MemorySpendStore
 from .streaming import Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, LineWriter, Telemetry
 from .wire import error_response, json_response, new_request_id, read_json
+
+_MAX_USE_CASE = 100
 
 _STARTED = int(time.time())
 
@@ -66,27 +91,38 @@ class GatewayApp:
 
 
 def create_app(
-    config: GatewayConfig | None = None, *, transport: TransportFactory | None = None
+    config: GatewayConfig | None = None,
+    *,
+    transport: TransportFactory | None = None,
+    config_path: str | os.PathLike[str] | None = None,
 ) -> GatewayApp:
-    """The gateway app for ``config`` (default: the file named by ``GATEWAY_CONFIG``).
+    """The gateway app for ``config``, or the one in ``config_path`` (default: the file
+    named by ``GATEWAY_CONFIG``). Reloads read ``config_path`` (same default).
 
     ``transport`` replaces the HTTP transport of every provider client, for
     example with ``httpx.MockTransport``.
     """
-    config = config or load_config()
+    config = config or load_config(config_path)
+    policies = Policies(config, str(config_path or "<config>"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The telemetry line is the access log: uvicorn's own would double every request.
         logging.getLogger("uvicorn.access").disabled = True
-        providers = Providers(config, transport)
+        if config.clients is None:
+            print(OPEN_MODE_WARNING, file=sys.stderr, flush=True)
+        spend = await MemorySpendStore.open(config.ledger_path())
         telemetry = Telemetry(LineWriter(config.log_file))
-        app.state.gateway = Gateway(config, providers, MemoryLimiter())
+        app.state.gateway = build_gateway(config, policies, MemoryLimiter(), spend, transport)
         app.state.telemetry = telemetry
+        reloader = app.state.reloader = Reloader(app.state, config_path, transport)
+        reloader.install_signal()
         try:
             yield
         finally:
-            await providers.aclose()
+            reloader.remove_signal()
+            await reloader.aclose()
+            await spend.aclose()
             telemetry.close()
 
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
@@ -96,55 +132,77 @@ def create_app(
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/admin/reload", admin_reload, methods=["POST"])
     return GatewayApp(app)
 
 
 async def chat_completions(request: Request) -> Response:
-    """OpenAI's chat completions, streamed or not; the caller is ``X-Client-Id`` or anonymous."""
+    """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
-    client_id = (request.headers.get("x-client-id") or "anonymous")[:MAX_CLIENT_ID]
-    record = CallRecord(new_request_id(), "/v1/chat/completions", client_id)
+    record = CallRecord(new_request_id(), "/v1/chat/completions", "anonymous")
+    client: Client | None = None
     streaming = False
+    gateway.enter()
     try:
+        claimed = request.headers.get("x-client-id")
+        if gateway.identity.open:
+            client = gateway.identity.default
+            record.client_id = (claimed or "anonymous")[:MAX_CLIENT_ID]
+        else:
+            client = _authenticated(gateway, request, record, claimed, "The X-Client-Id header")
+        use_case = _use_case(request, record)
         body = await read_json(request, gateway.config.max_body_bytes)
         chat = validate_body(ChatCompletionRequest, body)
-        ticket = await gateway.admit(record, chat, body)
+        ticket = await gateway.admit(record, client, chat, body, use_case)
         headers = {**ticket.headers, "x-request-id": record.request_id}
         if chat.stream:
             opened = await _guarded(gateway, ticket, open_stream(gateway, record, ticket, body))
             streaming = True
-            relay = Relay(gateway, telemetry, record, ticket, chat, opened)
+            relay = Relay(gateway, telemetry, record, ticket, chat, body, opened)
             return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
         answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, body))
+        headers[COST_HEADER] = format_usd(record.cost_usd or 0.0)
         return json_response(answer, headers=headers)
     except GatewayError as exc:
-        return await _refuse(gateway, record, exc, openai=True)
+        return await _refuse(gateway, record, client, exc, openai=True)
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
     finally:
         if not streaming:
+            gateway.leave()
             telemetry.emit(record)
 
 
 async def seed_chat(request: Request) -> Response:
-    """The gateway's own simple dialect: the caller in the body, a flat answer."""
+    """The gateway's own simple dialect: the caller in the body (or its API key), a flat answer."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
     record = CallRecord(new_request_id(), "/v1/chat", "anonymous")
+    client: Client | None = None
+    gateway.enter()
     try:
+        keyed = not gateway.identity.open
+        if keyed:
+            client = _authenticated(gateway, request, record, None, "")
+        use_case = _use_case(request, record)
         body = await read_json(request, gateway.config.max_body_bytes)
-        if isinstance(body, dict) and isinstance(body.get("client_id"), str) and body["client_id"]:
-            record.client_id = body["client_id"][:MAX_CLIENT_ID]
-        chat = validate_body(SeedChatRequest, body)
+        claimed = body.get("client_id") if isinstance(body, dict) else None
+        if not keyed and isinstance(claimed, str) and claimed:
+            record.client_id = claimed[:MAX_CLIENT_ID]
+        chat = validate_body(KeyedSeedChatRequest if keyed else SeedChatRequest, body)
         if chat.stream:
             raise InvalidRequest(
                 "/v1/chat does not stream; use /v1/chat/completions with stream=true.",
                 param="stream",
             )
+        if client is None:
+            client = gateway.identity.default
+        elif claimed is not None and claimed != client.id:
+            raise _impostor("The body's client_id", claimed, client)
         upstream_body = {k: v for k, v in body.items() if k != "client_id"}
-        ticket = await gateway.admit(record, chat, upstream_body)
+        ticket = await gateway.admit(record, client, chat, upstream_body, use_case)
         answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, upstream_body))
         reply = {
             "id": record.request_id,
@@ -153,23 +211,64 @@ async def seed_chat(request: Request) -> Response:
             "usage": answer["usage"],
             "message": _first_message(answer),
         }
-        return json_response(reply, headers={**ticket.headers, "x-request-id": record.request_id})
+        headers = {
+            **ticket.headers,
+            "x-request-id": record.request_id,
+            COST_HEADER: format_usd(record.cost_usd or 0.0),
+        }
+        return json_response(reply, headers=headers)
     except GatewayError as exc:
-        return await _refuse(gateway, record, exc, openai=False)
+        return await _refuse(gateway, record, client, exc, openai=False)
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
     finally:
+        gateway.leave()
         telemetry.emit(record)
 
 
 async def list_models(request: Request) -> Response:
+    """The aliases the caller may use (all of them in open mode)."""
     gateway: Gateway = request.app.state.gateway
+    identity = gateway.identity
+    try:
+        client = (
+            identity.default
+            if identity.open
+            else identity.authenticate(request.headers.get("authorization"))
+        )
+    except GatewayError as exc:
+        return error_response(exc, openai=True)
     data = [
         {"id": alias, "object": "model", "created": _STARTED, "owned_by": "gateway"}
-        for alias in gateway.router.aliases
+        for alias in client.models
     ]
     return json_response({"object": "list", "data": data})
+
+
+def _authenticated(
+    gateway: Gateway, request: Request, record: CallRecord, claimed: str | None, where: str
+) -> Client:
+    """The client of the request's API key; a differing claimed client id is refused."""
+    client = gateway.identity.authenticate(request.headers.get("authorization"))
+    assert client.id is not None
+    record.client_id = client.id
+    if claimed and claimed != client.id:
+        raise _impostor(where, claimed, client)
+    return client
+
+
+def _impostor(where: str, claimed: str, client: Client) -> PermissionDenied:
+    return PermissionDenied(
+        f"{where} {claimed[:MAX_CLIENT_ID]!r} is not the client of this API key ({client.id!r})."
+    )
+
+
+def _use_case(request: Request, record: CallRecord) -> str | None:
+    use_case = request.headers.get("x-use-case") or None
+    if use_case is not None:
+        use_case = record.use_case = use_case[:_MAX_USE_CASE]
+    return use_case
 
 
 async def healthz(request: Request) -> Response:
@@ -186,13 +285,14 @@ async def _guarded(gateway: Gateway, ticket: Ticket, work: Any) -> Any:
 
 
 async def _refuse(
-    gateway: Gateway, record: CallRecord, exc: GatewayError, *, openai: bool
+    gateway: Gateway, record: CallRecord, client: Client | None, exc: GatewayError, *, openai: bool
 ) -> Response:
+    """The error answer; with the client's quota once the client is known."""
     record.status, record.error_type = exc.status, exc.type
     record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
     headers = {"x-request-id": record.request_id}
-    if "x-ratelimit-limit-requests" not in exc.headers:
-        headers.update(await gateway.quota_headers(record.client_id))
+    if client is not None and "x-ratelimit-limit-requests" not in exc.headers:
+        headers.update(await gateway.quota_headers(record.client_id, client.limits))
     return error_response(exc, openai=openai, headers=headers)
 
 

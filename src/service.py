@@ -1,10 +1,17 @@
 """The request pipeline: admit, route, call the targets in order, account.
 
-``Gateway`` is what the HTTP layer calls once it has parsed a body. It
-checks the prompt cap, counts the request against the client's limits
-(reserving tokens), tries the alias's targets in order until one answers, and
-reconciles the token reservation with the real usage. It fills in the
-``CallRecord``; the caller emits it (for streams, the stream does when it ends).
+``Gateway`` is what the HTTP layer calls once it has parsed a body and
+identified the client. It routes the alias, checks the client's allow-list,
+applies the policies, checks the prompt cap and the client's token cap, holds
+an estimate of the cost against the client's budget, counts the request
+against the client's limits (reserving tokens), tries the alias's targets in
+order until one answers, and then settles: tokens reconciled with the real
+usage, the real cost charged. It fills in the ``CallRecord``; the caller emits
+it (for streams, the stream does when it ends).
+
+One ``Gateway`` serves one config. A reload builds a new one over the same
+limiter and spend store (so counters carry over); the old one finishes the
+requests it holds (``enter``/``leave``) and then closes its providers.
 """
 
 from __future__ import annotations
@@ -15,20 +22,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import tokens
+from . import accounting, tokens
 from .config import GatewayConfig
 from .errors import (
     GatewayError,
+    InvalidRequest,
     PromptTooLarge,
     RateLimited,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from .identity import Client, Identity
 from .limiter import Limiter, Limits, Quota
 from .models import ChatCompletionRequest
+from .policies import Call, Policies, Rule, wants_payload
+from .pricing import PriceTable
 from .providers import AttemptFailed, Provider, Providers, Usage
+from .redaction import scrub_secrets
 from .router import Router, Target
+from .spend import SpendStore
 from .telemetry import CallRecord
 
 T = TypeVar("T")
@@ -36,55 +49,158 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: its route, its token reservation and its limit headers."""
+    """An admitted request: its route, reservations, matching policies and limit headers."""
 
     alias: str
     targets: tuple[Target, ...]
     prompt_estimate: int
     reservation: object
     headers: dict[str, str] = field(default_factory=dict)
+    completion_budget: int | None = None
+    hold: object = None
+    call: Call | None = None
+    rules: tuple[Rule, ...] = ()
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, providers: Providers, limiter: Limiter) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        providers: Providers,
+        limiter: Limiter,
+        spend: SpendStore,
+        policies: Policies,
+    ) -> None:
         self.config = config
         self.providers = providers
         self.limiter = limiter
+        self.spend = spend
+        self.policies = policies
+        self.identity = Identity(config)
         self.router = Router(config)
-        self.limits = Limits(
-            config.rate_limit.requests_per_minute, config.rate_limit.tokens_per_minute
-        )
+        self.prices = PriceTable(config)
+        self.in_flight = 0
+        self._drained: asyncio.Event | None = None
 
     async def admit(
-        self, record: CallRecord, request: ChatCompletionRequest, body: dict[str, Any]
+        self,
+        record: CallRecord,
+        client: Client,
+        request: ChatCompletionRequest,
+        body: dict[str, Any],
+        use_case: str | None = None,
     ) -> Ticket:
-        """Route, cap and count the request; raise a ``GatewayError`` that carries limit headers."""
+        """Check and count the request; raise a ``GatewayError`` that carries limit headers.
+
+        ``body`` is the body to send upstream: policies and the client's token
+        cap may change it.
+        """
         alias = request.model
         record.alias = alias
         try:
-            targets = self.router.targets(alias)
-            prompt = tokens.prompt_tokens(body["messages"])
-            cap = self.config.max_prompt_tokens
-            if cap is not None and prompt > cap:
-                raise PromptTooLarge(
-                    f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
-                )
+            ticket = await self._check(record, client, request, body, use_case)
         except GatewayError as exc:
-            exc.headers.update(await self.quota_headers(record.client_id))
+            exc.headers.update(await self.quota_headers(record.client_id, client.limits))
             raise
-        completion = request.completion_budget() or self.config.rate_limit.reserve_completion_tokens
-        reserve = prompt + completion
-        if self.limits.tokens_per_minute is not None:
+        limits = client.limits
+        reserve = ticket.prompt_estimate + (
+            ticket.completion_budget or client.reserve_completion_tokens
+        )
+        if limits.tokens_per_minute is not None:
             # max_tokens is a ceiling, not a forecast: a request asking for more than the
             # whole minute's tokens still runs, alone in an otherwise empty window.
-            reserve = min(reserve, self.limits.tokens_per_minute)
-        decision = await self.limiter.admit(record.client_id, self.limits, reserve)
-        headers = self._headers(decision.quota)
+            reserve = min(reserve, limits.tokens_per_minute)
+        if client.id is not None:
+            estimate = self._estimate_usd(ticket, reserve - ticket.prompt_estimate)
+            verdict = await self.spend.admit(client.id, client.budget, estimate)
+            if not verdict.allowed:
+                assert client.budget is not None
+                over = accounting.refusal(client.id, client.budget, verdict)
+                over.headers.update(await self.quota_headers(record.client_id, limits))
+                raise over
+            ticket.hold = verdict.hold
+        decision = await self.limiter.admit(record.client_id, limits, reserve)
+        ticket.headers = self._headers(limits, decision.quota)
         if not decision.allowed:
-            error = self._refusal(record.client_id, decision.exceeded, decision.retry_after_s)
-            error.headers.update(headers)
+            await self.spend.settle(ticket.hold, 0.0)
+            error = self._refusal(
+                record.client_id, limits, decision.exceeded, decision.retry_after_s
+            )
+            error.headers.update(ticket.headers)
             raise error
-        return Ticket(alias, targets, prompt, decision.reservation, headers)
+        ticket.reservation = decision.reservation
+        return ticket
+
+    async def _check(
+        self,
+        record: CallRecord,
+        client: Client,
+        request: ChatCompletionRequest,
+        body: dict[str, Any],
+        use_case: str | None,
+    ) -> Ticket:
+        """Route, allow-list, policies, prompt cap and token cap, in that order."""
+        alias = request.model
+        targets = self.router.targets(alias)
+        client.check_model(alias)
+        call: Call | None = None
+        rules: tuple[Rule, ...] = ()
+        if self.policies.rules:
+            call, rules = self.policies.select(record.client_id, alias, client.tags, use_case)
+            record.policies = [rule.name for rule in rules]
+            if rules:
+                await self.policies.before(call, rules, body)
+        prompt = tokens.prompt_tokens(body["messages"])
+        cap = self.config.max_prompt_tokens
+        if cap is not None and prompt > cap:
+            raise PromptTooLarge(
+                f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
+            )
+        completion = request.completion_budget()
+        if client.max_tokens is not None:
+            completion = _cap_completion(request, body, client.max_tokens)
+        return Ticket(
+            alias, targets, prompt, None, completion_budget=completion, call=call, rules=rules
+        )
+
+    def _estimate_usd(self, ticket: Ticket, completion: int) -> float:
+        first = ticket.targets[0]
+        usage = Usage(ticket.prompt_estimate, max(0, completion))
+        return accounting.cost_usd(self.prices, first.provider, first.model, usage)
+
+    async def settle(self, record: CallRecord, ticket: Ticket, usage: Usage | None) -> None:
+        """The end of an admitted request: tokens reconciled, cost computed and charged.
+
+        ``usage`` is ``None`` when no answer was produced: nothing is charged.
+        """
+        if usage is None:
+            await self.limiter.reconcile(ticket.reservation, 0)
+            await self.spend.settle(ticket.hold, 0.0)
+            return
+        record.prompt_tokens, record.completion_tokens = (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
+        cost = accounting.cost_usd(self.prices, record.provider, record.upstream_model, usage)
+        record.cost_usd = cost
+        await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
+        await self.spend.settle(ticket.hold, cost)
+
+    async def after(
+        self,
+        record: CallRecord,
+        ticket: Ticket,
+        body: dict[str, Any],
+        answer: dict[str, Any] | None,
+        text: str | None = None,
+    ) -> None:
+        """The policies' response phase, and the payload for ``log_payload`` rules."""
+        if ticket.call is None or not ticket.rules:
+            return
+        if wants_payload(ticket.rules):
+            response = answer if answer is not None else {"content": text}
+            record.payload = scrub_secrets({"request": body, "response": response})
+        await self.policies.after(ticket.call, ticket.rules, record.provider, body, answer, text)
 
     async def complete(
         self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
@@ -95,7 +211,7 @@ class Gateway:
                 record, ticket, lambda provider, model: provider.complete(model, body)
             )
         except GatewayError:
-            await self.limiter.reconcile(ticket.reservation, 0)
+            await self.settle(record, ticket, None)
             raise
         usage = usage_of(answer.get("usage")) or Usage(
             ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))
@@ -105,11 +221,8 @@ class Gateway:
         answer.setdefault("object", "chat.completion")
         answer.setdefault("created", int(time.time()))
         answer.setdefault("id", "chatcmpl-" + record.request_id)
-        record.prompt_tokens, record.completion_tokens = (
-            usage.prompt_tokens,
-            usage.completion_tokens,
-        )
-        await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
+        await self.settle(record, ticket, usage)
+        await self.after(record, ticket, body, answer)
         return answer
 
     async def attempt(
@@ -148,29 +261,50 @@ class Gateway:
         assert last is not None  # an alias always has at least one target
         raise self._exhausted(ticket, last)
 
-    async def quota_headers(self, client_id: str) -> dict[str, str]:
-        return self._headers(await self.limiter.peek(client_id, self.limits))
+    async def quota_headers(self, client_id: str, limits: Limits) -> dict[str, str]:
+        return self._headers(limits, await self.limiter.peek(client_id, limits))
 
-    def _headers(self, quota: Quota) -> dict[str, str]:
+    def enter(self) -> None:
+        """A request starts on this gateway."""
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        """A request that ``enter``ed has ended (for a stream, when the stream ended)."""
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._drained is not None:
+            self._drained.set()
+
+    async def retire(self) -> None:
+        """Wait until the requests this gateway holds have ended, then close its providers."""
+        if self.in_flight:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+        await self.providers.aclose()
+
+    @staticmethod
+    def _headers(limits: Limits, quota: Quota) -> dict[str, str]:
         headers = {
-            "x-ratelimit-limit-requests": str(self.limits.requests_per_minute),
+            "x-ratelimit-limit-requests": str(limits.requests_per_minute),
             "x-ratelimit-remaining-requests": str(quota.remaining_requests),
         }
-        if self.limits.tokens_per_minute is not None:
-            headers["x-ratelimit-limit-tokens"] = str(self.limits.tokens_per_minute)
+        if limits.tokens_per_minute is not None:
+            headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
             headers["x-ratelimit-remaining-tokens"] = str(quota.remaining_tokens)
         return headers
 
-    def _refusal(self, client_id: str, exceeded: str | None, retry_after_s: int) -> RateLimited:
+    @staticmethod
+    def _refusal(
+        client_id: str, limits: Limits, exceeded: str | None, retry_after_s: int
+    ) -> RateLimited:
         if exceeded == "tokens":
             message = (
                 f"Token rate exceeded for client_id {client_id}"
-                f" ({self.limits.tokens_per_minute} tokens/min)."
+                f" ({limits.tokens_per_minute} tokens/min)."
             )
         else:
             message = (
                 f"Request rate exceeded for client_id {client_id}"
-                f" ({self.limits.requests_per_minute} req/min)."
+                f" ({limits.requests_per_minute} req/min)."
             )
         return RateLimited(message, retry_after_s=retry_after_s)
 
@@ -188,6 +322,24 @@ class Gateway:
             )
             return UpstreamRateLimited(message, headers=retry)
         return UpstreamError(message)
+
+
+def _cap_completion(request: ChatCompletionRequest, body: dict[str, Any], cap: int) -> int:
+    """Hold the request to the client's ``max_tokens``: refuse more, ask for the cap when silent.
+
+    Returns the completion budget the request now has.
+    """
+    for name in ("max_completion_tokens", "max_tokens"):
+        asked = getattr(request, name)
+        if asked is not None and asked > cap:
+            raise InvalidRequest(
+                f"{name} is {asked}; this client may ask for at most {cap}.", param=name
+            )
+    asked = request.completion_budget()
+    if asked is None:
+        body["max_tokens"] = cap
+        return cap
+    return int(asked)
 
 
 def usage_of(value: object) -> Usage | None:

@@ -11,8 +11,11 @@ the relay forwards each chunk as it arrives. How a stream ends:
 - ``client_disconnected``: the client left; the upstream response is closed at
   once, and the tokens seen so far are counted.
 
-The token reservation is reconciled and the telemetry line emitted when the
-stream ends, however it ends.
+The token reservation is reconciled, the cost charged, the policies'
+response phase run and the telemetry line emitted when the stream ends,
+however it ends. The cost cannot travel in a response header (the headers
+leave before the answer); it is in the telemetry line and, when the client
+asked for usage, in the final usage chunk as ``usage.cost_usd``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from . import tokens
+from . import accounting, tokens
+from .errors import GatewayError
 from .models import ChatCompletionRequest
 from .providers import AttemptFailed, ChunkStream, Usage
 from .providers.base import Chunk
@@ -66,7 +70,7 @@ async def open_stream(
     try:
         return await gateway.attempt(record, ticket, first_chunk)
     except BaseException:
-        await gateway.limiter.reconcile(ticket.reservation, 0)
+        await gateway.settle(record, ticket, None)
         raise
 
 
@@ -85,12 +89,14 @@ class Relay:
         record: CallRecord,
         ticket: Ticket,
         request: ChatCompletionRequest,
+        body: dict[str, Any],
         opened: OpenedStream,
     ) -> None:
         self._gateway = gateway
         self._telemetry = telemetry
         self._record = record
         self._ticket = ticket
+        self._body = body
         self._opened = opened
         self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
         self._usage: Usage | None = None
@@ -110,6 +116,8 @@ class Relay:
                 chunk["model"] = ticket.alias
                 if not self._include_usage:
                     chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
+                elif self._usage is not None and isinstance(chunk.get("usage"), dict):
+                    chunk["usage"]["cost_usd"] = self._cost(self._usage)
                 chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
                 if choices or self._include_usage:  # the usage-only chunk only when asked for
                     if record.ttft_ms is None:
@@ -119,6 +127,7 @@ class Relay:
             if self._include_usage and self._usage is None:
                 self._usage = _approximate(ticket, texts)
                 usage_chunk = _usage_chunk(chunk_id, created, ticket.alias, self._usage)
+                usage_chunk["usage"]["cost_usd"] = self._cost(self._usage)
                 yield b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
             self._ended = True
             yield _DONE
@@ -140,15 +149,27 @@ class Relay:
         record = self._record
         if not self._ended:
             record.outcome = "client_disconnected"
+        gateway = self._gateway
         with anyio.CancelScope(shield=True):
-            await self._opened.stream.aclose()
-            usage = self._usage or _approximate(self._ticket, self._texts)
-            record.prompt_tokens, record.completion_tokens = (
-                usage.prompt_tokens,
-                usage.completion_tokens,
-            )
-            await self._gateway.limiter.reconcile(self._ticket.reservation, usage.total_tokens)
-            self._telemetry.emit(record)
+            try:
+                await self._opened.stream.aclose()
+                usage = self._usage or _approximate(self._ticket, self._texts)
+                await gateway.settle(record, self._ticket, usage)
+                try:
+                    text = "".join(self._texts)
+                    await gateway.after(record, self._ticket, self._body, None, text)
+                except GatewayError as exc:
+                    # The answer has been sent: a response-phase refusal can only be recorded.
+                    record.error_type = exc.type
+            finally:
+                gateway.leave()
+                self._telemetry.emit(record)
+
+    def _cost(self, usage: Usage) -> float:
+        record = self._record
+        return accounting.cost_usd(
+            self._gateway.prices, record.provider, record.upstream_model, usage
+        )
 
 
 class SSEResponse(StreamingResponse):

@@ -26,9 +26,10 @@ class CallRecord:
     """Everything the telemetry line says about one request, filled in as it runs."""
 
     __slots__ = (
-        "alias", "client_id", "completion_tokens", "endpoint", "error_type", "outcome",
-        "prompt_tokens", "provider", "request_id", "started", "status", "stream", "stub",
-        "targets_tried", "ttft_ms", "upstream_latency_ms", "upstream_model",
+        "alias", "client_id", "completion_tokens", "cost_usd", "endpoint", "error_type",
+        "outcome", "payload", "policies", "prompt_tokens", "provider", "request_id", "started",
+        "status", "stream", "stub", "targets_tried", "ttft_ms", "upstream_latency_ms",
+        "upstream_model", "use_case",
     )  # fmt: skip
 
     def __init__(self, request_id: str, endpoint: str, client_id: str) -> None:
@@ -48,6 +49,11 @@ class CallRecord:
         self.targets_tried = 0
         self.stream = False
         self.ttft_ms: float | None = None
+        self.cost_usd: float | None = None
+        self.use_case: str | None = None
+        self.policies: list[str] = []
+        # Set only by a log_payload policy: the forwarded request and the answer, secrets masked.
+        self.payload: dict[str, Any] | None = None
         # completed; refused (by the gateway, or by the provider for a bad request);
         # upstream_error; client_disconnected; error (a gateway fault, status 500)
         self.outcome = "completed"
@@ -55,7 +61,7 @@ class CallRecord:
     def fields(self) -> dict[str, Any]:
         prompt, completion = self.prompt_tokens, self.completion_tokens
         total = None if prompt is None and completion is None else (prompt or 0) + (completion or 0)
-        return {
+        fields: dict[str, Any] = {
             "request_id": self.request_id,
             "client_id": self.client_id,
             "endpoint": self.endpoint,
@@ -74,21 +80,30 @@ class CallRecord:
             "stream": self.stream,
             "ttft_ms": self.ttft_ms,
             "outcome": self.outcome,
+            "cost_usd": self.cost_usd,
+            "use_case": self.use_case,
+            "policies": self.policies,
         }
+        if self.payload is not None:
+            fields["payload"] = self.payload
+        return fields
 
 
 class LineWriter:
-    """Appends byte lines to a file and to stdout from one background thread.
+    """Appends byte lines to a file, and to stdout when ``echo``, from one background thread.
 
     ``write`` only queues the line. The thread wakes every 50 ms (or on
     ``close``) and writes everything queued in one ``os.write`` per target. A
     failed write is counted in ``dropped`` and does not stop the gateway.
     """
 
-    def __init__(self, path: str | os.PathLike[str], stdout: BinaryIO | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], stdout: BinaryIO | None = None, *, echo: bool = True
+    ) -> None:
         self.path = Path(path)
         self.dropped = 0
         self._stdout = stdout if stdout is not None else sys.stdout.buffer
+        self._echo = echo
         self._pending: deque[bytes] = deque()
         self._wake = threading.Event()
         self._closing = False
@@ -134,6 +149,8 @@ class LineWriter:
             self._fd = self._open()
         if self._fd is None or not _write_all(self._fd, data):
             self.dropped += len(batch)
+        if not self._echo:
+            return
         try:
             self._stdout.write(data)
             self._stdout.flush()
