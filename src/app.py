@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from .accounting import COST_HEADER, format_usd
 from .config import ConfigError, GatewayConfig, load_config
+from .config import config_path as default_config_path
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -103,7 +104,7 @@ def create_app(
     example with ``httpx.MockTransport``.
     """
     config = config or load_config(config_path)
-    policies = Policies(config, str(config_path or "<config>"))
+    policies = Policies(config, str(config_path or default_config_path()))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
