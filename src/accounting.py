@@ -32,8 +32,9 @@ def cost_usd(prices: PriceTable, provider: str | None, model: str | None, usage:
 
 def format_usd(usd: float) -> str:
     """A cost as the header carries it: plain decimal, at most 10 places, no exponent."""
-    text = f"{usd:.10f}".rstrip("0").rstrip(".")
-    return text or "0"
+    if not usd:
+        return "0"
+    return f"{usd:.10f}".rstrip("0").rstrip(".") or "0"
 
 
 def refusal(client_id: str, budget: BudgetConfig, decision: BudgetDecision) -> BudgetExceeded:

@@ -98,7 +98,12 @@ class Gateway:
         alias = request.model
         record.alias = alias
         try:
-            ticket = await self._check(record, client, request, body, use_case)
+            targets = self.router.targets(alias)
+            client.check_model(alias)
+            ticket = Ticket(alias, targets, 0, None)
+            if self.policies.rules:
+                await self._apply_policies(record, client, ticket, body, use_case)
+            self._cap(client, request, body, ticket)
         except GatewayError as exc:
             exc.headers.update(await self.quota_headers(record.client_id, client.limits))
             raise
@@ -122,7 +127,8 @@ class Gateway:
         decision = await self.limiter.admit(record.client_id, limits, reserve)
         ticket.headers = self._headers(limits, decision.quota)
         if not decision.allowed:
-            await self.spend.settle(ticket.hold, 0.0)
+            if ticket.hold is not None:
+                await self.spend.settle(ticket.hold, 0.0)
             error = self._refusal(
                 record.client_id, limits, decision.exceeded, decision.retry_after_s
             )
@@ -131,37 +137,35 @@ class Gateway:
         ticket.reservation = decision.reservation
         return ticket
 
-    async def _check(
+    async def _apply_policies(
         self,
         record: CallRecord,
         client: Client,
-        request: ChatCompletionRequest,
+        ticket: Ticket,
         body: dict[str, Any],
         use_case: str | None,
-    ) -> Ticket:
-        """Route, allow-list, policies, prompt cap and token cap, in that order."""
-        alias = request.model
-        targets = self.router.targets(alias)
-        client.check_model(alias)
-        call: Call | None = None
-        rules: tuple[Rule, ...] = ()
-        if self.policies.rules:
-            call, rules = self.policies.select(record.client_id, alias, client.tags, use_case)
-            record.policies = [rule.name for rule in rules]
-            if rules:
-                await self.policies.before(call, rules, body)
+    ) -> None:
+        """The policies' request phase; the matching rules are kept for the response phase."""
+        call, rules = self.policies.select(record.client_id, ticket.alias, client.tags, use_case)
+        record.policies = tuple(rule.name for rule in rules)
+        if rules:
+            ticket.call, ticket.rules = call, rules
+            await self.policies.before(call, rules, body)
+
+    def _cap(
+        self, client: Client, request: ChatCompletionRequest, body: dict[str, Any], ticket: Ticket
+    ) -> None:
+        """The prompt cap, then the client's token cap; the estimates go on the ticket."""
         prompt = tokens.prompt_tokens(body["messages"])
         cap = self.config.max_prompt_tokens
         if cap is not None and prompt > cap:
             raise PromptTooLarge(
                 f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
             )
-        completion = request.completion_budget()
+        ticket.prompt_estimate = prompt
+        ticket.completion_budget = request.completion_budget()
         if client.max_tokens is not None:
-            completion = _cap_completion(request, body, client.max_tokens)
-        return Ticket(
-            alias, targets, prompt, None, completion_budget=completion, call=call, rules=rules
-        )
+            ticket.completion_budget = _cap_completion(request, body, client.max_tokens)
 
     def _estimate_usd(self, ticket: Ticket, completion: int) -> float:
         first = ticket.targets[0]
@@ -175,7 +179,8 @@ class Gateway:
         """
         if usage is None:
             await self.limiter.reconcile(ticket.reservation, 0)
-            await self.spend.settle(ticket.hold, 0.0)
+            if ticket.hold is not None:
+                await self.spend.settle(ticket.hold, 0.0)
             return
         record.prompt_tokens, record.completion_tokens = (
             usage.prompt_tokens,
@@ -184,7 +189,8 @@ class Gateway:
         cost = accounting.cost_usd(self.prices, record.provider, record.upstream_model, usage)
         record.cost_usd = cost
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
-        await self.spend.settle(ticket.hold, cost)
+        if ticket.hold is not None:
+            await self.spend.settle(ticket.hold, cost)
 
     async def after(
         self,
@@ -222,7 +228,8 @@ class Gateway:
         answer.setdefault("created", int(time.time()))
         answer.setdefault("id", "chatcmpl-" + record.request_id)
         await self.settle(record, ticket, usage)
-        await self.after(record, ticket, body, answer)
+        if ticket.rules:
+            await self.after(record, ticket, body, answer)
         return answer
 
     async def attempt(

@@ -51,7 +51,7 @@ class CallRecord:
         self.ttft_ms: float | None = None
         self.cost_usd: float | None = None
         self.use_case: str | None = None
-        self.policies: list[str] = []
+        self.policies: tuple[str, ...] = ()
         # Set only by a log_payload policy: the forwarded request and the answer, secrets masked.
         self.payload: dict[str, Any] | None = None
         # completed; refused (by the gateway, or by the provider for a bad request);

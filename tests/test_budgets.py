@@ -36,7 +36,9 @@ def answering(upstream, provider_key):
     return upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
 
 
-async def test_cost_comes_from_real_usage_in_header_and_telemetry(gateway_client, answering, tmp_path):
+async def test_cost_comes_from_real_usage_in_header_and_telemetry(
+    gateway_client, answering, tmp_path
+):
     config = budget_config(tmp_path)
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
@@ -72,7 +74,9 @@ async def test_a_stream_carries_its_cost_in_the_usage_chunk_and_the_log(
     client = await gateway_client(config)
     body = chat_body(stream=True, stream_options={"include_usage": True})
     response = await client.post("/v1/chat/completions", json=body, headers=AUTH)
-    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+    events = [
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")
+    ]
     assert events[-1]["usage"]["cost_usd"] == pytest.approx(CALL_USD)
     assert "x-gateway-cost-usd" not in response.headers
     client.app.state.telemetry.writer.close()
@@ -82,7 +86,10 @@ async def test_a_stream_carries_its_cost_in_the_usage_chunk_and_the_log(
 async def test_over_budget_is_429_before_any_upstream_call(gateway_client, answering, tmp_path):
     config = budget_config(tmp_path, {"usd_per_day": 2.5 * CALL_USD})
     client = await gateway_client(config)
-    statuses = [(await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)).status_code for _ in range(4)]
+    statuses = [
+        (await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)).status_code
+        for _ in range(4)
+    ]
     assert statuses == [200, 200, 200, 429]
     assert answering.call_count == 3
     refused = await client.post("/v1/chat", json=chat_body(), headers=AUTH)
@@ -96,8 +103,12 @@ async def test_over_budget_is_429_before_any_upstream_call(gateway_client, answe
 
 
 async def test_monthly_budget_is_named_when_reached(gateway_client, answering, tmp_path):
-    client = await gateway_client(budget_config(tmp_path, {"usd_per_day": 1, "usd_per_month": CALL_USD / 2}))
-    assert (await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)).status_code == 200
+    client = await gateway_client(
+        budget_config(tmp_path, {"usd_per_day": 1, "usd_per_month": CALL_USD / 2})
+    )
+    assert (
+        await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+    ).status_code == 200
     refused = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
     assert refused.status_code == 429
     assert "usd_per_month" in refused.json()["error"]["message"]
@@ -115,7 +126,10 @@ async def test_a_burst_cannot_overshoot_the_budget_by_more_than_it_holds(
     estimate = (2 * 2 + 5 * 10) / 1_000_000
     client = await gateway_client(budget_config(tmp_path, {"usd_per_day": 2.5 * estimate}))
     responses = await asyncio.gather(
-        *(client.post("/v1/chat/completions", json=chat_body(max_tokens=5), headers=AUTH) for _ in range(10))
+        *(
+            client.post("/v1/chat/completions", json=chat_body(max_tokens=5), headers=AUTH)
+            for _ in range(10)
+        )
     )
     assert sorted(r.status_code for r in responses) == [200] * 3 + [429] * 7
 
@@ -149,14 +163,18 @@ async def test_the_ledger_rebuilds_the_month_and_skips_damaged_lines(tmp_path):
     assert (await store.spent("b")).day_usd == pytest.approx(0.25)
     await store.aclose()
     assert len(path.read_text().splitlines()) == 3  # compacted: one line per client and day
-    assert Ledger(path).fold(day + 60)["a"] == pytest.approx({day // 86_400 - 1: 2.0, day // 86_400: 0.5})
+    assert Ledger(path).fold(day + 60)["a"] == pytest.approx(
+        {day // 86_400 - 1: 2.0, day // 86_400: 0.5}
+    )
 
 
 def test_budget_reached_mid_day_survives_a_gateway_restart(tmp_path):
     """Real uvicorn: spend a budget, restart the gateway, and the client is still refused."""
     key = new_key()
     config = {
-        "providers": {"stubbed": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "GW_TEST_NEVER_SET"}},
+        "providers": {
+            "stubbed": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "GW_TEST_NEVER_SET"}
+        },
         "aliases": {"default-chat": {"provider": "stubbed", "model": "m"}},
         "rate_limit": {"requests_per_minute": 1000},
         "log_file": str(tmp_path / "logs" / "gateway.log"),
@@ -166,11 +184,17 @@ def test_budget_reached_mid_day_survives_a_gateway_restart(tmp_path):
     }
     path = tmp_path / "gateway.json"
     path.write_text(json.dumps(config))
-    body = {"model": "default-chat", "messages": [{"role": "user", "content": "Explain rate limiting in simple terms."}]}
+    body = {
+        "model": "default-chat",
+        "messages": [{"role": "user", "content": "Explain rate limiting in simple terms."}],
+    }
     headers = {"Authorization": f"Bearer {key}"}
     gateway = GatewayProcess(path, env={"GW_TEST_NEVER_SET": ""}).start()
     try:
-        statuses = [httpx.post(gateway.url + "/v1/chat", json=body, headers=headers).status_code for _ in range(4)]
+        statuses = [
+            httpx.post(gateway.url + "/v1/chat", json=body, headers=headers).status_code
+            for _ in range(4)
+        ]
         assert statuses == [200, 200, 200, 429]
     finally:
         gateway.stop()

@@ -73,7 +73,9 @@ async def test_a_valid_key_names_the_client(gateway_client, answering, tmp_path)
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(KEY_A))
     assert response.status_code == 200
-    seed = await client.post("/v1/chat", json={**chat_body(), "client_id": "team-a"}, headers=bearer(KEY_A))
+    seed = await client.post(
+        "/v1/chat", json={**chat_body(), "client_id": "team-a"}, headers=bearer(KEY_A)
+    )
     assert seed.status_code == 200
     without_id = await client.post("/v1/chat", json=chat_body(), headers=bearer(KEY_A))
     assert without_id.status_code == 200
@@ -83,7 +85,9 @@ async def test_a_valid_key_names_the_client(gateway_client, answering, tmp_path)
 
 async def test_a_key_for_another_client_is_403(gateway_client, answering, tmp_path):
     client = await gateway_client(keyed_config(tmp_path))
-    seed = await client.post("/v1/chat", json={**chat_body(), "client_id": "team-a"}, headers=bearer(KEY_B))
+    seed = await client.post(
+        "/v1/chat", json={**chat_body(), "client_id": "team-a"}, headers=bearer(KEY_B)
+    )
     assert seed.status_code == 403
     assert seed.json()["error"]["type"] == "permission_denied"
     assert "team-a" in seed.json()["error"]["message"]
@@ -100,7 +104,9 @@ async def test_keys_never_reach_the_log_or_an_answer(gateway_client, answering, 
     responses = [
         await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(KEY_A)),
         await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(KEY_A + "x")),
-        await client.post("/v1/chat", json={**chat_body(), "client_id": "team-b"}, headers=bearer(KEY_A)),
+        await client.post(
+            "/v1/chat", json={**chat_body(), "client_id": "team-b"}, headers=bearer(KEY_A)
+        ),
     ]
     client.app.state.telemetry.writer.close()
     seen = (tmp_path / "logs" / "gateway.log").read_text() + capfd.readouterr().out
@@ -135,12 +141,17 @@ async def test_per_client_rate_limit_goes_through_the_limiter(gateway_client, an
     config = keyed_config(tmp_path, **{"team-a": {"rate_limit": {"requests_per_minute": 2}}})
     client = await gateway_client(config)
     statuses = [
-        (await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(KEY_A))).status_code
+        (
+            await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(KEY_A))
+        ).status_code
         for _ in range(3)
     ]
     assert statuses == [200, 200, 429]
     refused = await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(KEY_A))
-    assert refused.json()["error"]["message"] == "Request rate exceeded for client_id team-a (2 req/min)."
+    assert (
+        refused.json()["error"]["message"]
+        == "Request rate exceeded for client_id team-a (2 req/min)."
+    )
     assert refused.headers["x-ratelimit-limit-requests"] == "2"
     other = await client.post(
         "/v1/chat/completions", json={**chat_body(), "model": "solo"}, headers=bearer(KEY_B)
@@ -149,7 +160,9 @@ async def test_per_client_rate_limit_goes_through_the_limiter(gateway_client, an
     assert other.headers["x-ratelimit-limit-requests"] == "1000"
 
 
-async def test_client_max_tokens_caps_and_fills_the_request(gateway_client, upstream, answering, tmp_path):
+async def test_client_max_tokens_caps_and_fills_the_request(
+    gateway_client, upstream, answering, tmp_path
+):
     client = await gateway_client(keyed_config(tmp_path, **{"team-a": {"max_tokens": 50}}))
     over = await client.post(
         "/v1/chat/completions", json=chat_body(max_tokens=51), headers=bearer(KEY_A)

@@ -29,7 +29,9 @@ def policy_config(tmp_path, *policies):
 
 @pytest.fixture
 def answering(upstream, provider_key):
-    return upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion("Reach me at bob@example.com."))
+    return upstream.post(f"{UPSTREAM}/chat/completions").respond(
+        json=completion("Reach me at bob@example.com.")
+    )
 
 
 def sent_messages(route):
@@ -43,12 +45,20 @@ def sent_messages(route):
         ({"alias": ["solo"]}, (KEY_A, {}, "solo"), (KEY_A, {}, "default-chat")),
         ({"provider": "secondary"}, (KEY_A, {}, "default-chat"), (KEY_A, {}, "solo")),
         ({"tags": {"dept": "finance"}}, (KEY_A, {}, "solo"), (KEY_B, {}, "solo")),
-        ({"use_case": "hr"}, (KEY_A, {"X-Use-Case": "hr"}, "solo"), (KEY_A, {"X-Use-Case": "sales"}, "solo")),
+        (
+            {"use_case": "hr"},
+            (KEY_A, {"X-Use-Case": "hr"}, "solo"),
+            (KEY_A, {"X-Use-Case": "sales"}, "solo"),
+        ),
     ],
     ids=["client", "alias", "provider", "tags", "use_case"],
 )
-async def test_deny_matches_its_rule_and_names_it(gateway_client, answering, tmp_path, match, denied, allowed):
-    client = await gateway_client(policy_config(tmp_path, {"name": "no-go", "match": match, "action": "deny"}))
+async def test_deny_matches_its_rule_and_names_it(
+    gateway_client, answering, tmp_path, match, denied, allowed
+):
+    client = await gateway_client(
+        policy_config(tmp_path, {"name": "no-go", "match": match, "action": "deny"})
+    )
     key, headers, model = denied
     response = await client.post(
         "/v1/chat/completions", json={**chat_body(), "model": model}, headers=auth(key, **headers)
@@ -65,14 +75,20 @@ async def test_deny_matches_its_rule_and_names_it(gateway_client, answering, tmp
 
 
 async def test_deny_works_in_open_mode_on_the_callers_name(gateway_client, answering, tmp_path):
-    config = make_config(tmp_path, policies=[{"name": "ban", "match": {"client": "mallory"}, "action": "deny"}])
+    config = make_config(
+        tmp_path, policies=[{"name": "ban", "match": {"client": "mallory"}, "action": "deny"}]
+    )
     client = await gateway_client(config)
     seed = await client.post("/v1/chat", json={**chat_body(), "client_id": "mallory"})
     assert seed.status_code == 403 and seed.json()["error"]["type"] == "policy_denied"
-    assert (await client.post("/v1/chat", json={**chat_body(), "client_id": "alice"})).status_code == 200
+    assert (
+        await client.post("/v1/chat", json={**chat_body(), "client_id": "alice"})
+    ).status_code == 200
 
 
-async def test_redact_replaces_patterns_before_the_prompt_leaves(gateway_client, answering, tmp_path):
+async def test_redact_replaces_patterns_before_the_prompt_leaves(
+    gateway_client, answering, tmp_path
+):
     rule = {
         "name": "pii", "action": "redact", "presets": ["email", "card_number"],
         "patterns": [r"TICKET-\d+"], "replacement": "[X]",
@@ -104,16 +120,26 @@ async def test_block_pattern_is_400_content_blocked(gateway_client, answering, t
         "message": "The request contains content blocked by policy 'no-secrets'.",
     }
     assert not answering.called
-    assert (await client.post("/v1/chat", json=chat_body("hello"), headers=auth())).status_code == 200
+    assert (
+        await client.post("/v1/chat", json=chat_body("hello"), headers=auth())
+    ).status_code == 200
 
 
-async def test_log_payload_logs_request_and_answer_with_secrets_masked(gateway_client, answering, tmp_path):
-    rule = {"name": "audit-finance", "match": {"tags": {"dept": "finance"}}, "action": "log_payload"}
+async def test_log_payload_logs_request_and_answer_with_secrets_masked(
+    gateway_client, answering, tmp_path
+):
+    rule = {
+        "name": "audit-finance",
+        "match": {"tags": {"dept": "finance"}},
+        "action": "log_payload",
+    }
     config = policy_config(tmp_path, rule)
     client = await gateway_client(config)
     body = chat_body("use key sk-live-0123456789abcdefXYZ", user="u1", api_key="plain-secret-value")
     assert (await client.post("/v1/chat/completions", json=body, headers=auth())).status_code == 200
-    assert (await client.post("/v1/chat/completions", json=body, headers=auth(KEY_B))).status_code == 200
+    assert (
+        await client.post("/v1/chat/completions", json=body, headers=auth(KEY_B))
+    ).status_code == 200
     client.app.state.telemetry.writer.close()
     logged, unlogged = log_lines(config)
     payload = logged["payload"]
@@ -127,7 +153,7 @@ async def test_log_payload_logs_request_and_answer_with_secrets_masked(gateway_c
     assert "sk-live-0123456789" not in text and "plain-secret-value" not in text
 
 
-HOOK_MODULE = '''
+HOOK_MODULE = """
     CALLS = []
 
     def screen(event):
@@ -141,7 +167,7 @@ HOOK_MODULE = '''
 
     async def broken(event):
         raise ValueError("boom")
-'''
+"""
 
 
 @pytest.fixture
@@ -154,10 +180,14 @@ def hook_module(tmp_path, monkeypatch):
     sys.modules.pop("team_hooks", None)
 
 
-async def test_a_python_hook_from_config_runs_before_and_after(gateway_client, answering, tmp_path, hook_module):
+async def test_a_python_hook_from_config_runs_before_and_after(
+    gateway_client, answering, tmp_path, hook_module
+):
     rule = {"name": "screen", "action": "hook", "hook": f"{hook_module}:screen"}
     client = await gateway_client(policy_config(tmp_path, rule))
-    ok = await client.post("/v1/chat/completions", json=chat_body("hello"), headers=auth(**{"X-Use-Case": "support"}))
+    ok = await client.post(
+        "/v1/chat/completions", json=chat_body("hello"), headers=auth(**{"X-Use-Case": "support"})
+    )
     assert ok.status_code == 200
     assert ok.json()["choices"][0]["message"]["content"] == "Reach me at bob@example.com. [checked]"
     assert sent_messages(answering)[0] == {"role": "system", "content": "Be brief."}
@@ -169,7 +199,10 @@ async def test_a_python_hook_from_config_runs_before_and_after(gateway_client, a
     ]
     refused = await client.post("/v1/chat/completions", json=chat_body("forbidden"), headers=auth())
     assert refused.status_code == 403
-    assert refused.json()["error"]["message"] == "Request denied by policy 'screen': no forbidden topics"
+    assert (
+        refused.json()["error"]["message"]
+        == "Request denied by policy 'screen': no forbidden topics"
+    )
     assert answering.call_count == 1
 
 
