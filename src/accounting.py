@@ -1,7 +1,8 @@
 """Cost and budgets: what an answer cost, and the refusal of a client over budget.
 
 The cost of an answer is its real usage at the price of the provider model
-that answered (``pricing``); a model with no price costs nothing. Before the
+that answered (``pricing``); a model with no price has no cost (``None``:
+reported as unknown, counted as nothing against a budget). Before the
 upstream call the request holds an estimate (its prompt and completion
 reservation at the primary target's price) against the client's budget; the
 real cost replaces it when the answer ends (``spend.SpendStore``).
@@ -22,12 +23,13 @@ from .spend.ledger import DAY_S
 COST_HEADER = "x-gateway-cost-usd"
 
 
-def cost_usd(prices: PriceTable, provider: str | None, model: str | None, usage: Usage) -> float:
-    """The cost of one answer; 0 when the model has no price."""
+def cost_usd(
+    prices: PriceTable, provider: str | None, model: str | None, usage: Usage
+) -> float | None:
+    """The cost of one answer; ``None`` when the model has no price."""
     if provider is None or model is None:
-        return 0.0
-    cost = prices.cost_usd(provider, model, usage.prompt_tokens, usage.completion_tokens)
-    return cost or 0.0
+        return None
+    return prices.cost_usd(provider, model, usage.prompt_tokens, usage.completion_tokens)
 
 
 def format_usd(usd: float) -> str:

@@ -13,11 +13,12 @@ requests already running.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +26,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .accounting import COST_HEADER, format_usd
 from .config import ConfigError, GatewayConfig, load_config
@@ -72,7 +73,10 @@ class GatewayApp:
     def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.state = api.state
-        self._direct = {"/v1/chat/completions": chat_completions, "/v1/chat": seed_chat}
+        self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
+            "/v1/chat/completions": chat_completions,
+            "/v1/chat": seed_chat,
+        }
 
     def lifespan(self) -> Any:
         return self.api.router.lifespan_context(self.api)
@@ -83,12 +87,55 @@ class GatewayApp:
             await self.api(scope, receive, send)
             return
         scope["app"] = self.api
-        request = Request(scope, receive)
+        watch = _DisconnectWatch(receive)
+        request = Request(scope, watch.receive)
         try:
             response = await handler(request)
+        except asyncio.CancelledError:
+            if watch.stop():
+                return  # the client left while the answer was being made
+            raise
         except Exception as exc:
             response = await _unexpected(request, exc)
+        watch.stop()
         await response(scope, receive, send)
+
+
+class _DisconnectWatch:
+    """Cancels the handler when the client leaves before its answer is ready.
+
+    Once the body has been read, a watcher task waits for ``http.disconnect``;
+    cancelling the handler cancels the upstream call, so an abandoned request
+    stops costing upstream work at once. Streams watch for themselves
+    (``SSEResponse``), so the watcher stops before the response is sent.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._handler = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._fired = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            self._watcher = asyncio.create_task(self._watch())
+        return message
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._fired = True
+        if self._handler is not None:
+            self._handler.cancel()
+
+    def stop(self) -> bool:
+        """Stop watching; true when the watcher cancelled the handler (the client left)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._fired and self._handler is not None:
+            self._handler.uncancel()
+        return self._fired
 
 
 def create_app(
@@ -129,7 +176,9 @@ def create_app(
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route(
+        "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
+    )
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
@@ -137,7 +186,7 @@ def create_app(
     return GatewayApp(app)
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Response | SSEResponse:
     """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
@@ -163,10 +212,14 @@ async def chat_completions(request: Request) -> Response:
             relay = Relay(gateway, telemetry, record, ticket, chat, body, opened)
             return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
         answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, body))
-        headers[COST_HEADER] = format_usd(record.cost_usd or 0.0)
+        if record.cost_usd is not None:
+            headers[COST_HEADER] = format_usd(record.cost_usd)
         return json_response(answer, headers=headers)
     except GatewayError as exc:
         return await _refuse(gateway, record, client, exc, openai=True)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
@@ -212,14 +265,15 @@ async def seed_chat(request: Request) -> Response:
             "usage": answer["usage"],
             "message": _first_message(answer),
         }
-        headers = {
-            **ticket.headers,
-            "x-request-id": record.request_id,
-            COST_HEADER: format_usd(record.cost_usd or 0.0),
-        }
+        headers = {**ticket.headers, "x-request-id": record.request_id}
+        if record.cost_usd is not None:
+            headers[COST_HEADER] = format_usd(record.cost_usd)
         return json_response(reply, headers=headers)
     except GatewayError as exc:
         return await _refuse(gateway, record, client, exc, openai=False)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise

@@ -89,16 +89,16 @@ class Reloader:
             return gateway
 
     def install_signal(self) -> None:
-        """Reload on SIGHUP (where the platform and thread allow signal handlers)."""
+        """Reload on SIGHUP where signal handlers can be set (the main thread, not Windows)."""
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_signal)
-        except (NotImplementedError, RuntimeError, AttributeError):
+        except (NotImplementedError, RuntimeError, ValueError):
             return
 
     def remove_signal(self) -> None:
         try:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        except (NotImplementedError, RuntimeError, AttributeError):
+        except (NotImplementedError, RuntimeError, ValueError):
             return
 
     def _on_signal(self) -> None:

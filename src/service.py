@@ -170,7 +170,7 @@ class Gateway:
     def _estimate_usd(self, ticket: Ticket, completion: int) -> float:
         first = ticket.targets[0]
         usage = Usage(ticket.prompt_estimate, max(0, completion))
-        return accounting.cost_usd(self.prices, first.provider, first.model, usage)
+        return accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
 
     async def settle(self, record: CallRecord, ticket: Ticket, usage: Usage | None) -> None:
         """The end of an admitted request: tokens reconciled, cost computed and charged.
@@ -190,7 +190,7 @@ class Gateway:
         record.cost_usd = cost
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
         if ticket.hold is not None:
-            await self.spend.settle(ticket.hold, cost)
+            await self.spend.settle(ticket.hold, cost or 0.0)
 
     async def after(
         self,
@@ -218,6 +218,10 @@ class Gateway:
             )
         except GatewayError:
             await self.settle(record, ticket, None)
+            raise
+        except asyncio.CancelledError:
+            # The client left: release the budget hold even if the store has to wait.
+            await asyncio.shield(self.settle(record, ticket, None))
             raise
         usage = usage_of(answer.get("usage")) or Usage(
             ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))

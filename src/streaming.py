@@ -20,13 +20,12 @@ asked for usage, in the final usage chunk as ``usage.cost_usd``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import orjson
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from . import accounting, tokens
@@ -117,7 +116,7 @@ class Relay:
                 if not self._include_usage:
                     chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
                 elif self._usage is not None and isinstance(chunk.get("usage"), dict):
-                    chunk["usage"]["cost_usd"] = self._cost(self._usage)
+                    self._add_cost(chunk["usage"], self._usage)
                 chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
                 if choices or self._include_usage:  # the usage-only chunk only when asked for
                     if record.ttft_ms is None:
@@ -127,7 +126,7 @@ class Relay:
             if self._include_usage and self._usage is None:
                 self._usage = _approximate(ticket, texts)
                 usage_chunk = _usage_chunk(chunk_id, created, ticket.alias, self._usage)
-                usage_chunk["usage"]["cost_usd"] = self._cost(self._usage)
+                self._add_cost(usage_chunk["usage"], self._usage)
                 yield b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
             self._ended = True
             yield _DONE
@@ -150,9 +149,10 @@ class Relay:
         if not self._ended:
             record.outcome = "client_disconnected"
         gateway = self._gateway
-        with anyio.CancelScope(shield=True):
+        try:
+            await self._opened.stream.aclose()
+        finally:
             try:
-                await self._opened.stream.aclose()
                 usage = self._usage or _approximate(self._ticket, self._texts)
                 await gateway.settle(record, self._ticket, usage)
                 try:
@@ -165,25 +165,57 @@ class Relay:
                 gateway.leave()
                 self._telemetry.emit(record)
 
-    def _cost(self, usage: Usage) -> float:
+    def _add_cost(self, fields: dict[str, Any], usage: Usage) -> None:
+        """``usage.cost_usd`` on the usage chunk, when the model has a price."""
         record = self._record
-        return accounting.cost_usd(
+        cost = accounting.cost_usd(
             self._gateway.prices, record.provider, record.upstream_model, usage
         )
+        if cost is not None:
+            fields["cost_usd"] = cost
 
 
-class SSEResponse(StreamingResponse):
-    """``text/event-stream`` over a ``Relay``, finishing it whatever happens to the send."""
+class SSEResponse:
+    """The ASGI response of a stream: events out as they come, upstream cut when the client leaves.
+
+    A watcher task waits for the server's ``http.disconnect`` and cancels the
+    sending task, which is then awaiting the upstream or the client: the
+    relay's ``finish`` closes the upstream at once. (Plain asyncio tasks
+    rather than an anyio task group per stream: same behaviour, less work.)
+    """
 
     def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
-        super().__init__(relay.events(), headers=headers, media_type="text/event-stream")
         self._relay = relay
+        self._headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
+        self._disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        watcher = asyncio.create_task(self._watch(receive, sender))
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            async for event in self._relay.events():
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not self._disconnected:
+                raise
+            sender.uncancel()  # our own cancellation: the client left, nothing more to do
+        except OSError:
+            pass  # the connection broke under a send: the client is gone
         finally:
+            watcher.cancel()
             await self._relay.finish()
+
+    async def _watch(self, receive: Receive, sender: asyncio.Task[None]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._disconnected = True
+        sender.cancel()
 
 
 def _collect_text(choices: object, texts: list[str]) -> None:

@@ -50,11 +50,14 @@ async def test_cost_comes_from_real_usage_in_header_and_telemetry(
     assert [line["cost_usd"] for line in log_lines(config)] == pytest.approx([CALL_USD] * 2)
 
 
-async def test_an_unpriced_model_costs_zero(gateway_client, upstream, provider_key, tmp_path):
+async def test_an_unpriced_model_has_no_cost(gateway_client, upstream, provider_key, tmp_path):
     upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
-    client = await gateway_client(make_config(tmp_path))
+    config = make_config(tmp_path)
+    client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=chat_body())
-    assert response.headers["x-gateway-cost-usd"] == "0"
+    assert response.status_code == 200 and "x-gateway-cost-usd" not in response.headers
+    client.app.state.telemetry.writer.close()
+    assert log_lines(config)[0]["cost_usd"] is None
 
 
 async def test_a_stream_carries_its_cost_in_the_usage_chunk_and_the_log(

@@ -201,3 +201,31 @@ def test_one_key_hash_for_two_clients_is_refused(tmp_path):
     digest = key_sha256(KEY_A)
     with pytest.raises(ConfigError, match="same key hash"):
         make_config(tmp_path, clients={"x": {"key_sha256": digest}, "y": {"key_sha256": [digest]}})
+
+
+async def test_the_openai_sdk_passes_its_api_key_as_the_client_key(
+    gateway_client, answering, tmp_path
+):
+    import openai
+
+    gateway = await gateway_client(keyed_config(tmp_path))
+
+    def sdk(key):
+        return openai.AsyncOpenAI(
+            api_key=key, base_url="http://gateway.test/v1", http_client=gateway, max_retries=0
+        )
+
+    reply = await sdk(KEY_B).chat.completions.create(
+        model="solo", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.choices[0].message.content == "Hello there."
+    assert [m.id async for m in sdk(KEY_B).models.list()] == ["solo"]
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        await sdk(KEY_B).chat.completions.create(
+            model="default-chat", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert denied.value.body["type"] == "model_not_allowed"
+    with pytest.raises(openai.AuthenticationError):
+        await sdk("gwk-wrong").chat.completions.create(
+            model="solo", messages=[{"role": "user", "content": "hi"}]
+        )
