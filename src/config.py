@@ -16,6 +16,7 @@ import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -98,13 +99,18 @@ def _sha256_hex(value: str) -> str:
     return value.lower()
 
 
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
 KeyHash = Annotated[str, AfterValidator(_sha256_hex)]
 
 
 class ClientConfig(StrictModel):
     """One client: its key hash(es) and what it may do. Unset limits fall back to the globals."""
 
-    key_sha256: KeyHash | Annotated[list[KeyHash], Field(min_length=1)]
+    # One hash, or several while a client rotates its key.
+    key_sha256: Annotated[list[KeyHash], BeforeValidator(_one_or_many), Field(min_length=1)]
     rate_limit: RateLimitConfig | None = None
     allowed_models: list[str] | None = None
     budget: BudgetConfig | None = None
@@ -112,7 +118,7 @@ class ClientConfig(StrictModel):
     tags: dict[str, str] = {}
 
     def key_hashes(self) -> list[str]:
-        return [self.key_sha256] if isinstance(self.key_sha256, str) else self.key_sha256
+        return self.key_sha256
 
 
 def _regex(value: str) -> str:
@@ -120,6 +126,12 @@ def _regex(value: str) -> str:
         re.compile(value)
     except re.error as exc:
         raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+def _hook_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+        raise ValueError(f"{value!r} is not 'module:function'")
     return value
 
 
@@ -145,7 +157,7 @@ class PolicyConfig(StrictModel):
     patterns: list[Annotated[str, AfterValidator(_regex)]] = []
     replacement: str = "[REDACTED]"
     # hook: "module:function"
-    hook: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    hook: Annotated[str, AfterValidator(_hook_name)] | None = None
 
     @model_validator(mode="after")
     def _action_has_what_it_needs(self) -> PolicyConfig:
