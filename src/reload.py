@@ -20,6 +20,7 @@ import hmac
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from .providers import Providers, TransportFactory
 from .service import Gateway
 from .spend import SpendStore
 from .wire import error_response, json_response
+
+# uvicorn has already waited for running requests when the lifespan ends.
+_DRAIN_AT_SHUTDOWN_S = 5.0
 
 
 def build_gateway(
@@ -60,7 +64,8 @@ class Reloader:
         self.path = Path(path) if path is not None else config_path()
         self._transport = transport
         self._lock = asyncio.Lock()
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retired: list[Gateway] = []
 
     async def reload(self) -> Gateway:
         """The new gateway, now serving; ``ConfigError`` (and nothing changed) when refused."""
@@ -81,9 +86,8 @@ class Reloader:
                 config, policies, current.limiter, current.spend, self._transport
             )
             self._state.gateway = gateway
-            task = asyncio.create_task(current.retire())
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._retired.append(current)
+            self._spawn(self._retire(current))
             if config.clients is None and current.config.clients is not None:
                 print(OPEN_MODE_WARNING, file=sys.stderr, flush=True)
             return gateway
@@ -102,9 +106,16 @@ class Reloader:
             return
 
     def _on_signal(self) -> None:
-        task = asyncio.create_task(self._reload_and_report())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._spawn(self._reload_and_report())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retire(self, gateway: Gateway) -> None:
+        await gateway.retire()
+        self._retired.remove(gateway)
 
     async def _reload_and_report(self) -> None:
         try:
@@ -115,10 +126,13 @@ class Reloader:
         print(f"gateway: config reloaded from {self.path}", file=sys.stderr, flush=True)
 
     async def aclose(self) -> None:
-        """At shutdown: let retiring gateways finish, then close the serving one."""
-        if self._retiring:
-            await asyncio.gather(*self._retiring, return_exceptions=True)
-        await self._state.gateway.providers.aclose()
+        """At shutdown: give retiring gateways a moment to drain, then close every one."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=_DRAIN_AT_SHUTDOWN_S)
+            for task in self._tasks:
+                task.cancel()
+        for gateway in [*self._retired, self._state.gateway]:
+            await gateway.providers.aclose()
 
 
 def admin_key(config: GatewayConfig) -> str | None:
