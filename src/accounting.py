@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import time
 
-from .config import BudgetConfig
+from .config import BudgetConfig, PriceConfig
 from .errors import BudgetExceeded
 from .pricing import PriceTable
 from .providers import Usage
@@ -30,6 +30,13 @@ def cost_usd(
     if provider is None or model is None:
         return None
     return prices.cost_usd(provider, model, usage.prompt_tokens, usage.completion_tokens)
+
+
+def usage_cost(price: PriceConfig, usage: Usage) -> float:
+    return (
+        usage.prompt_tokens * price.input_usd_per_mtok
+        + usage.completion_tokens * price.output_usd_per_mtok
+    ) / 1_000_000
 
 
 def format_usd(usd: float) -> str:

@@ -28,21 +28,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from . import tokens
 from .accounting import COST_HEADER, format_usd
 from .config import ConfigError, GatewayConfig, load_config
 from .config import config_path as default_config_path
-from .errors import (
-    GatewayError,
-    InvalidRequest,
-    MethodNotAllowed,
-    PermissionDenied,
-    RouteNotFound,
-)
+from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from .handling import authenticate, client_for, guarded, impostor, refusal_headers, use_case_of
 from .identity import OPEN_MODE_WARNING, Client
 from .limiter.memory import MemoryLimiter
+from .messages_api import messages
 from .models import (
     MAX_CLIENT_ID,
     ChatCompletionRequest,
+    EmbeddingsRequest,
     KeyedSeedChatRequest,
     SeedChatRequest,
     validate_body,
@@ -50,13 +48,17 @@ from .models import (
 from .policies import Policies
 from .providers import TransportFactory
 from .reload import Reloader, admin_reload, build_gateway
-from .service import Gateway, Ticket
+from .service import Gateway
 from .spend.memory import MemorySpendStore
-from .streaming import Relay, SSEResponse, open_stream
+from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, LineWriter, Telemetry
-from .wire import error_response, json_response, new_request_id, read_json
-
-_MAX_USE_CASE = 100
+from .wire import (
+    anthropic_error_response,
+    error_response,
+    json_response,
+    new_request_id,
+    read_json,
+)
 
 _STARTED = int(time.time())
 
@@ -76,6 +78,8 @@ class GatewayApp:
         self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
             "/v1/chat/completions": chat_completions,
             "/v1/chat": seed_chat,
+            "/v1/embeddings": embeddings,
+            "/v1/messages": messages,
         }
 
     def lifespan(self) -> Any:
@@ -180,6 +184,8 @@ def create_app(
         "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
     )
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
+    app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.add_api_route("/v1/messages", messages, methods=["POST"], response_model=None)
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/admin/reload", admin_reload, methods=["POST"])
@@ -195,26 +201,23 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     streaming = False
     gateway.enter()
     try:
-        claimed = request.headers.get("x-client-id")
-        if gateway.identity.open:
-            client = gateway.identity.default
-            record.client_id = (claimed or "anonymous")[:MAX_CLIENT_ID]
-        else:
-            client = _authenticated(gateway, request, record, claimed, "The X-Client-Id header")
-        use_case = _use_case(request, record)
+        client = client_for(gateway, request, record)
         body = await read_json(request, gateway.config.max_body_bytes)
         chat = validate_body(ChatCompletionRequest, body)
-        ticket = await gateway.admit(record, client, chat, body, use_case)
+        ticket = await gateway.admit(
+            record, client, chat.model, tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(), body, use_case=use_case_of(request),
+        )  # fmt: skip
         headers = {**ticket.headers, "x-request-id": record.request_id}
         if chat.stream:
-            opened = await _guarded(gateway, ticket, open_stream(gateway, record, ticket, body))
+            opened = await guarded(ticket, open_stream(gateway, record, ticket, body))
             streaming = True
-            relay = Relay(gateway, telemetry, record, ticket, chat, body, opened)
+            price = gateway.prices.price(record.provider or "", record.upstream_model or "")
+            encoder = OpenAIEncoder(chat, ticket.model, record.request_id, price)
+            relay = Relay(gateway, telemetry, record, ticket, encoder, opened, body)
             return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, body))
-        if record.cost_usd is not None:
-            headers[COST_HEADER] = format_usd(record.cost_usd)
-        return json_response(answer, headers=headers)
+        answer = await guarded(ticket, gateway.complete(record, ticket, body))
+        return json_response(answer, headers=_with_cost(headers, record))
     except GatewayError as exc:
         return await _refuse(gateway, record, client, exc, openai=True)
     except asyncio.CancelledError:
@@ -239,8 +242,7 @@ async def seed_chat(request: Request) -> Response:
     try:
         keyed = not gateway.identity.open
         if keyed:
-            client = _authenticated(gateway, request, record, None, "")
-        use_case = _use_case(request, record)
+            client = authenticate(gateway, request, record)
         body = await read_json(request, gateway.config.max_body_bytes)
         claimed = body.get("client_id") if isinstance(body, dict) else None
         if not keyed and isinstance(claimed, str) and claimed:
@@ -254,23 +256,55 @@ async def seed_chat(request: Request) -> Response:
         if client is None:
             client = gateway.identity.default
         elif claimed is not None and claimed != client.id:
-            raise _impostor("The body's client_id", claimed, client)
+            raise impostor("The body's client_id", claimed, client)
         upstream_body = {k: v for k, v in body.items() if k != "client_id"}
-        ticket = await gateway.admit(record, client, chat, upstream_body, use_case)
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, upstream_body))
+        ticket = await gateway.admit(
+            record, client, chat.model, tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(), upstream_body, use_case=use_case_of(request),
+        )  # fmt: skip
+        answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
         reply = {
             "id": record.request_id,
-            "model": ticket.alias,
+            "model": ticket.model,
             "provider": record.provider,
             "usage": answer["usage"],
             "message": _first_message(answer),
         }
         headers = {**ticket.headers, "x-request-id": record.request_id}
-        if record.cost_usd is not None:
-            headers[COST_HEADER] = format_usd(record.cost_usd)
-        return json_response(reply, headers=headers)
+        return json_response(reply, headers=_with_cost(headers, record))
     except GatewayError as exc:
         return await _refuse(gateway, record, client, exc, openai=False)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
+    except BaseException:
+        record.status, record.error_type, record.outcome = 500, "internal_error", "error"
+        raise
+    finally:
+        gateway.leave()
+        telemetry.emit(record)
+
+
+async def embeddings(request: Request) -> Response:
+    """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
+    gateway: Gateway = request.app.state.gateway
+    telemetry: Telemetry = request.app.state.telemetry
+    record = CallRecord(new_request_id(), "/v1/embeddings", "anonymous")
+    client: Client | None = None
+    gateway.enter()
+    try:
+        client = client_for(gateway, request, record)
+        body = await read_json(request, gateway.config.max_body_bytes)
+        embed = validate_body(EmbeddingsRequest, body)
+        ticket = await gateway.admit(
+            record, client, embed.model, embed.input_tokens(), 0, body,
+            use_case=use_case_of(request), completes=False,
+        )  # fmt: skip
+        answer = await guarded(ticket, gateway.embed(record, ticket, body))
+        headers = {**ticket.headers, "x-request-id": record.request_id}
+        return json_response(answer, headers=_with_cost(headers, record))
+    except GatewayError as exc:
+        return await _refuse(gateway, record, client, exc, openai=True)
     except asyncio.CancelledError:
         record.status, record.outcome = 499, "client_disconnected"
         raise
@@ -290,7 +324,9 @@ async def list_models(request: Request) -> Response:
         client = (
             identity.default
             if identity.open
-            else identity.authenticate(request.headers.get("authorization"))
+            else identity.authenticate(
+                request.headers.get("authorization"), request.headers.get("x-api-key")
+            )
         )
     except GatewayError as exc:
         return error_response(exc, openai=True)
@@ -301,54 +337,28 @@ async def list_models(request: Request) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-def _authenticated(
-    gateway: Gateway, request: Request, record: CallRecord, claimed: str | None, where: str
-) -> Client:
-    """The client of the request's API key; a differing claimed client id is refused."""
-    client = gateway.identity.authenticate(request.headers.get("authorization"))
-    assert client.id is not None
-    record.client_id = client.id
-    if claimed and claimed != client.id:
-        raise _impostor(where, claimed, client)
-    return client
-
-
-def _impostor(where: str, claimed: str, client: Client) -> PermissionDenied:
-    return PermissionDenied(
-        f"{where} {claimed[:MAX_CLIENT_ID]!r} is not the client of this API key ({client.id!r})."
-    )
-
-
-def _use_case(request: Request, record: CallRecord) -> str | None:
-    use_case = request.headers.get("x-use-case") or None
-    if use_case is not None:
-        use_case = record.use_case = use_case[:_MAX_USE_CASE]
-    return use_case
-
-
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
-
-
-async def _guarded(gateway: Gateway, ticket: Ticket, work: Any) -> Any:
-    """Await ``work``; a refusal after admission still carries the client's limit headers."""
-    try:
-        return await work
-    except GatewayError as exc:
-        exc.headers = {**ticket.headers, **exc.headers}
-        raise
+    """``{"status": "ok"}``; with ``?verbose=1`` also every target's circuit breaker."""
+    if request.query_params.get("verbose") not in {"1", "true"}:
+        return json_response({"status": "ok"})
+    gateway: Gateway = request.app.state.gateway
+    targets = gateway.router.health()
+    degraded = any(target["state"] != "closed" for target in targets)
+    return json_response({"status": "degraded" if degraded else "ok", "targets": targets})
 
 
 async def _refuse(
     gateway: Gateway, record: CallRecord, client: Client | None, exc: GatewayError, *, openai: bool
 ) -> Response:
-    """The error answer; with the client's quota once the client is known."""
-    record.status, record.error_type = exc.status, exc.type
-    record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
-    headers = {"x-request-id": record.request_id}
-    if client is not None and "x-ratelimit-limit-requests" not in exc.headers:
-        headers.update(await gateway.quota_headers(record.client_id, client.limits))
+    headers = await refusal_headers(gateway, record, exc, client)
     return error_response(exc, openai=openai, headers=headers)
+
+
+def _with_cost(headers: dict[str, str], record: CallRecord) -> dict[str, str]:
+    """The answer's cost header, when its model has a price."""
+    if record.cost_usd is not None:
+        headers[COST_HEADER] = format_usd(record.cost_usd)
+    return headers
 
 
 def _first_message(answer: dict[str, Any]) -> dict[str, Any]:
@@ -372,7 +382,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequest(str(exc.detail))
         error.status = exc.status_code
-    return error_response(error, openai=request.url.path != "/v1/chat")
+    return _render(request, error)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -380,6 +390,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     logging.getLogger("gateway").error(
         "unexpected error on %s: %s", request.url.path, type(exc).__name__
     )
+    return _render(request, error)
+
+
+def _render(request: Request, error: GatewayError) -> Response:
+    """An error in the dialect of the path it answers."""
+    if request.url.path == "/v1/messages":
+        return anthropic_error_response(error)
     return error_response(error, openai=request.url.path != "/v1/chat")
 
 

@@ -85,14 +85,21 @@ class Identity:
             for digest in spec.key_hashes():
                 self._by_hash[digest] = (digest, client)
 
-    def authenticate(self, authorization: str | None) -> Client:
-        """The client whose key is in the ``Authorization`` header, or ``AuthenticationFailed``."""
-        if not authorization:
+    def authenticate(self, authorization: str | None, api_key: str | None = None) -> Client:
+        """The client whose key is in ``Authorization: Bearer``, or else in ``x-api-key`` (the
+        header Anthropic's SDK sends); ``AuthenticationFailed`` when there is none that fits.
+        """
+        if authorization:
+            scheme, _, key = authorization.partition(" ")
+            key = key.strip()
+            if scheme.lower() != "bearer" or not key:
+                raise AuthenticationFailed(
+                    "Malformed Authorization header: expected 'Bearer <key>'."
+                )
+        elif api_key:
+            key = api_key.strip()
+        else:
             raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer <key>'.")
-        scheme, _, key = authorization.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
         digest = hashlib.sha256(key.encode()).hexdigest()
         found = self._by_hash.get(digest)
         if found is None or not hmac.compare_digest(found[0], digest):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from .config import ConfigError, GatewayConfig, PolicyConfig
 from .errors import ContentBlocked, PolicyDenied, PolicyFailed
-from .redaction import compile_patterns, map_message_text, message_texts
+from .redaction import compile_patterns, map_prompt_text, prompt_texts
 
 Phase = Literal["request", "response"]
 
@@ -141,7 +141,7 @@ class Policies:
     def __init__(self, config: GatewayConfig, source: str = "<config>") -> None:
         self.rules = tuple(_compile(i, spec, source) for i, spec in enumerate(config.policies))
         self._providers = {
-            alias: tuple(dict.fromkeys(t.provider for t in spec.targets()))
+            alias: tuple(dict.fromkeys(t.provider for _, t in spec.all_targets()))
             for alias, spec in config.aliases.items()
         }
 
@@ -158,13 +158,13 @@ class Policies:
             if rule.action == "deny":
                 raise PolicyDenied(f"Request denied by policy {rule.name!r}.")
             if rule.action == "block_pattern":
-                if any(rule.pattern.search(text) for text in message_texts(body.get("messages"))):
+                if any(rule.pattern.search(text) for text in prompt_texts(body)):
                     raise ContentBlocked(
                         f"The request contains content blocked by policy {rule.name!r}.",
                         param="messages",
                     )
             elif rule.action == "redact":
-                map_message_text(body.get("messages"), partial(rule.pattern.sub, rule.replacement))
+                map_prompt_text(body, partial(rule.pattern.sub, rule.replacement))
             elif rule.hook is not None:
                 await _run(rule, HookEvent("request", rule.name, *_attrs(call), body))
 

@@ -45,8 +45,18 @@ def compile_patterns(presets: Iterable[str], patterns: Iterable[str]) -> re.Patt
     return re.compile("|".join(f"(?:{part})" for part in parts))
 
 
-def map_message_text(messages: object, change: Callable[[str], str]) -> None:
-    """Apply ``change`` to the text of every message (string content and text parts), in place."""
+def map_prompt_text(body: dict[str, Any], change: Callable[[str], str]) -> None:
+    """Apply ``change``, in place, to the prompt's text: every message's string content and
+    text parts, and an embeddings request's ``input`` strings."""
+    _map_messages(body.get("messages"), change)
+    value = body.get("input")
+    if isinstance(value, str):
+        body["input"] = change(value)
+    elif isinstance(value, list):
+        body["input"] = [change(item) if isinstance(item, str) else item for item in value]
+
+
+def _map_messages(messages: object, change: Callable[[str], str]) -> None:
     if not isinstance(messages, list):
         return
     for message in messages:
@@ -61,15 +71,15 @@ def map_message_text(messages: object, change: Callable[[str], str]) -> None:
                     part["text"] = change(part["text"])
 
 
-def message_texts(messages: object) -> Iterable[str]:
-    """The texts ``map_message_text`` would visit."""
+def prompt_texts(body: dict[str, Any]) -> list[str]:
+    """The texts ``map_prompt_text`` would visit (it changes nothing here)."""
     found: list[str] = []
 
     def keep(text: str) -> str:
         found.append(text)
         return text
 
-    map_message_text(messages, keep)
+    map_prompt_text(body, keep)
     return found
 
 

@@ -1,13 +1,15 @@
 """The request pipeline: admit, route, call the targets in order, account.
 
 ``Gateway`` is what the HTTP layer calls once it has parsed a body and
-identified the client. It routes the alias, checks the client's allow-list,
-applies the policies, checks the prompt cap and the client's token cap, holds
-an estimate of the cost against the client's budget, counts the request
-against the client's limits (reserving tokens), tries the alias's targets in
-order until one answers, and then settles: tokens reconciled with the real
-usage, the real cost charged. It fills in the ``CallRecord``; the caller emits
-it (for streams, the stream does when it ends).
+identified the client. It routes the request (rules, then alias), checks the
+client's allow-list, applies the policies, checks the prompt cap and the
+client's token cap, holds an estimate of the cost against the client's
+budget, counts the request against the client's limits (reserving tokens),
+tries the route's targets in order (skipping open breakers, retrying with
+backoff, within the deadline) until one answers, and then settles: tokens
+reconciled with the real usage, the real cost charged. It fills in the
+``CallRecord``; the caller emits it (for streams, the stream does when it
+ends).
 
 One ``Gateway`` serves one config. A reload builds a new one over the same
 limiter and spend store (so counters carry over); the old one finishes the
@@ -17,13 +19,14 @@ requests it holds (``enter``/``leave``) and then closes its providers.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import accounting, tokens
-from .config import GatewayConfig
+from .config import GatewayConfig, RetryConfig
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -31,35 +34,43 @@ from .errors import (
     RateLimited,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRejected,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from .identity import Client, Identity
 from .limiter import Limiter, Limits, Quota
-from .models import ChatCompletionRequest
 from .policies import Call, Policies, Rule, wants_payload
 from .pricing import PriceTable
 from .providers import AttemptFailed, Provider, Providers, Usage
 from .redaction import scrub_secrets
-from .router import Router, Target
+from .routing import Route, Router, Target
+from .routing.breaker import now
 from .spend import SpendStore
 from .telemetry import CallRecord
 
 T = TypeVar("T")
 
+_MAX_USE_CASE = 100
+
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: its route, reservations, matching policies and limit headers."""
+    """An admitted request: what it asked for, its route, its token reservation, its headers."""
 
-    alias: str
-    targets: tuple[Target, ...]
+    model: str  # what the client asked for; answers carry it as their ``model``
+    route: Route
     prompt_estimate: int
+    completion_estimate: int
     reservation: object
     headers: dict[str, str] = field(default_factory=dict)
-    completion_budget: int | None = None
     hold: object = None
     call: Call | None = None
     rules: tuple[Rule, ...] = ()
+
+    @property
+    def alias(self) -> str:
+        return self.route.name
 
 
 class Gateway:
@@ -77,8 +88,8 @@ class Gateway:
         self.spend = spend
         self.policies = policies
         self.identity = Identity(config)
-        self.router = Router(config)
         self.prices = PriceTable(config)
+        self.router = Router(config, self.prices)
         self.in_flight = 0
         self._drained: asyncio.Event | None = None
 
@@ -86,44 +97,54 @@ class Gateway:
         self,
         record: CallRecord,
         client: Client,
-        request: ChatCompletionRequest,
+        model: str,
+        prompt: int,
+        completion_budget: int | None,
         body: dict[str, Any],
+        *,
         use_case: str | None = None,
+        completes: bool = True,
     ) -> Ticket:
-        """Check and count the request; raise a ``GatewayError`` that carries limit headers.
+        """Check and count a request; raise a ``GatewayError`` that carries limit headers.
 
-        ``body`` is the body to send upstream: policies and the client's token
-        cap may change it.
+        ``prompt`` is the approximate prompt; ``completion_budget`` the most
+        completion tokens the client allows (``None``: it did not say).
+        ``body`` is the OpenAI-shaped body about to go upstream: policies and,
+        for requests that produce a completion (``completes``), the client's
+        token cap may change it.
         """
-        alias = request.model
-        record.alias = alias
+        record.alias = record.requested_model = model
+        if use_case is not None:
+            use_case = record.use_case = use_case[:_MAX_USE_CASE]
+        limits = client.limits
         try:
-            targets = self.router.targets(alias)
-            client.check_model(alias)
-            ticket = Ticket(alias, targets, 0, None)
+            route, rule = self.router.resolve(model, record.client_id, use_case, prompt)
+            record.alias, record.route = route.name, rule
+            client.check_model(route.name)
+            ticket = Ticket(model, route, prompt, 0, None)
             if self.policies.rules:
                 await self._apply_policies(record, client, ticket, body, use_case)
-            self._cap(client, request, body, ticket)
+            cap = self.config.max_prompt_tokens
+            if cap is not None and prompt > cap:
+                raise PromptTooLarge(
+                    f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
+                )
+            if completes and client.max_tokens is not None:
+                completion_budget = _cap_completion(body, completion_budget, client.max_tokens)
         except GatewayError as exc:
-            exc.headers.update(await self.quota_headers(record.client_id, client.limits))
+            exc.headers.update(await self.quota_headers(record.client_id, limits))
             raise
-        limits = client.limits
-        reserve = ticket.prompt_estimate + (
-            ticket.completion_budget or client.reserve_completion_tokens
+        completion = (
+            completion_budget if completion_budget is not None else client.reserve_completion_tokens
         )
+        ticket.completion_estimate = completion
+        reserve = prompt + completion
         if limits.tokens_per_minute is not None:
             # max_tokens is a ceiling, not a forecast: a request asking for more than the
             # whole minute's tokens still runs, alone in an otherwise empty window.
             reserve = min(reserve, limits.tokens_per_minute)
         if client.id is not None:
-            estimate = self._estimate_usd(ticket, reserve - ticket.prompt_estimate)
-            verdict = await self.spend.admit(client.id, client.budget, estimate)
-            if not verdict.allowed:
-                assert client.budget is not None
-                over = accounting.refusal(client.id, client.budget, verdict)
-                over.headers.update(await self.quota_headers(record.client_id, limits))
-                raise over
-            ticket.hold = verdict.hold
+            await self._hold_budget(record, client, ticket)
         decision = await self.limiter.admit(record.client_id, limits, reserve)
         ticket.headers = self._headers(limits, decision.quota)
         if not decision.allowed:
@@ -152,25 +173,19 @@ class Gateway:
             ticket.call, ticket.rules = call, rules
             await self.policies.before(call, rules, body)
 
-    def _cap(
-        self, client: Client, request: ChatCompletionRequest, body: dict[str, Any], ticket: Ticket
-    ) -> None:
-        """The prompt cap, then the client's token cap; the estimates go on the ticket."""
-        prompt = tokens.prompt_tokens(body["messages"])
-        cap = self.config.max_prompt_tokens
-        if cap is not None and prompt > cap:
-            raise PromptTooLarge(
-                f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
-            )
-        ticket.prompt_estimate = prompt
-        ticket.completion_budget = request.completion_budget()
-        if client.max_tokens is not None:
-            ticket.completion_budget = _cap_completion(request, body, client.max_tokens)
-
-    def _estimate_usd(self, ticket: Ticket, completion: int) -> float:
-        first = ticket.targets[0]
-        usage = Usage(ticket.prompt_estimate, max(0, completion))
-        return accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+    async def _hold_budget(self, record: CallRecord, client: Client, ticket: Ticket) -> None:
+        """Hold the request's estimated cost (at the first target's price); refuse over budget."""
+        assert client.id is not None
+        first = ticket.route.group[0]
+        usage = Usage(ticket.prompt_estimate, ticket.completion_estimate)
+        estimate = accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+        verdict = await self.spend.admit(client.id, client.budget, estimate)
+        if not verdict.allowed:
+            assert client.budget is not None
+            over = accounting.refusal(client.id, client.budget, verdict)
+            over.headers.update(await self.quota_headers(record.client_id, client.limits))
+            raise over
+        ticket.hold = verdict.hold
 
     async def settle(self, record: CallRecord, ticket: Ticket, usage: Usage | None) -> None:
         """The end of an admitted request: tokens reconciled, cost computed and charged.
@@ -211,23 +226,15 @@ class Gateway:
     async def complete(
         self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
     ) -> dict[str, Any]:
-        """A non-streamed answer in OpenAI's shape, ``model`` set to the alias, usage filled in."""
-        try:
-            answer = await self.attempt(
-                record, ticket, lambda provider, model: provider.complete(model, body)
-            )
-        except GatewayError:
-            await self.settle(record, ticket, None)
-            raise
-        except asyncio.CancelledError:
-            # The client left: release the budget hold even if the store has to wait.
-            await asyncio.shield(self.settle(record, ticket, None))
-            raise
+        """A non-streamed answer in OpenAI's shape, ``model`` set to the model asked for."""
+        answer = await self._answer(
+            record, ticket, lambda provider, model: provider.complete(model, body)
+        )
         usage = usage_of(answer.get("usage")) or Usage(
             ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))
         )
         answer["usage"] = usage.as_dict() | _extra_usage(answer.get("usage"))
-        answer["model"] = ticket.alias
+        answer["model"] = ticket.model
         answer.setdefault("object", "chat.completion")
         answer.setdefault("created", int(time.time()))
         answer.setdefault("id", "chatcmpl-" + record.request_id)
@@ -236,20 +243,86 @@ class Gateway:
             await self.after(record, ticket, body, answer)
         return answer
 
+    async def embed(
+        self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An embeddings answer in OpenAI's shape, ``model`` set to the model asked for."""
+        answer = await self._answer(
+            record, ticket, lambda provider, model: provider.embed(model, body)
+        )
+        reported = answer.get("usage")
+        prompt = reported.get("prompt_tokens") if isinstance(reported, dict) else None
+        usage = Usage(prompt if type(prompt) is int else ticket.prompt_estimate, 0)
+        answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+        answer["model"] = ticket.model
+        answer.setdefault("object", "list")
+        await self.settle(record, ticket, usage)
+        if ticket.rules:
+            await self.after(record, ticket, body, answer)
+        return answer
+
+    async def _answer(
+        self,
+        record: CallRecord,
+        ticket: Ticket,
+        call: Callable[[Provider, str], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """``attempt``, releasing the request's holds when it produces no answer."""
+        try:
+            return await self.attempt(record, ticket, call)
+        except GatewayError:
+            await self.settle(record, ticket, None)
+            raise
+        except asyncio.CancelledError:
+            # The client left: release the budget hold even if the store has to wait.
+            await asyncio.shield(self.settle(record, ticket, None))
+            raise
+
     async def attempt(
         self,
         record: CallRecord,
         ticket: Ticket,
         call: Callable[[Provider, str], Awaitable[T]],
     ) -> T:
-        """Try each target in order until one answers; raise the last failure mapped for clients.
+        """Try the route's targets in order until one answers; raise the failure mapped for clients.
 
-        A target's ``Retry-After`` is honoured, up to ``retry_after_cap_s``,
-        before the next target on the same provider.
+        Within the route's deadline (counted from the start of the request),
+        after which ``UpstreamTimeout`` is raised at once, whatever is running.
         """
+        deadline = ticket.route.deadline_s
+        if deadline is None:
+            return await self._try_targets(record, ticket, call, None)
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + deadline - (time.perf_counter() - record.started)
+        try:
+            async with asyncio.timeout_at(deadline_at) as scope:
+                return await self._try_targets(record, ticket, call, deadline_at)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise UpstreamTimeout(
+                f"The request deadline of {deadline:g} s for model {ticket.model!r} passed"
+                f" after {record.targets_tried} target(s) and {record.retries} retries."
+            ) from None
+
+    async def _try_targets(
+        self,
+        record: CallRecord,
+        ticket: Ticket,
+        call: Callable[[Provider, str], Awaitable[T]],
+        deadline_at: float | None,
+    ) -> T:
+        plan = ticket.route.plan(
+            ticket.prompt_estimate, ticket.completion_estimate, self.router.rng
+        )
+        retry = ticket.route.retry
         last: AttemptFailed | None = None
         previous: Target | None = None
-        for target in ticket.targets:
+        for target in plan:
+            breaker = target.breaker
+            if not breaker.acquire(now()):
+                record.skipped_targets += 1
+                continue
             if (
                 last is not None
                 and last.retry_after_s
@@ -262,15 +335,67 @@ class Gateway:
             record.provider, record.upstream_model, record.stub = (
                 target.provider, target.model, provider.stub,
             )  # fmt: skip
-            started = time.perf_counter()
-            try:
-                return await call(provider, target.model)
-            except AttemptFailed as exc:
-                last, previous = exc, target
-            finally:
-                record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        assert last is not None  # an alias always has at least one target
-        raise self._exhausted(ticket, last)
+            attempt = 1
+            while True:
+                started = time.perf_counter()
+                try:
+                    result = await call(provider, target.model)
+                except AttemptFailed as exc:
+                    last, previous = exc, target
+                    closed = breaker.failure(now())
+                    record.breaker = breaker.state
+                    wait = self._retry_wait(exc, attempt, retry, closed, deadline_at)
+                    if wait is None:
+                        break
+                    await asyncio.sleep(wait)
+                    attempt += 1
+                    record.retries += 1
+                    continue
+                except UpstreamRejected:
+                    # A refusal of the request itself says the target is up.
+                    breaker.success()
+                    record.breaker = breaker.state
+                    raise
+                finally:
+                    record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+                breaker.success()
+                record.breaker = breaker.state
+                return result
+        if last is None:
+            raise self._unavailable(ticket)
+        raise self._exhausted(ticket, len(plan), last)
+
+    def _retry_wait(
+        self,
+        exc: AttemptFailed,
+        attempt: int,
+        retry: RetryConfig,
+        breaker_closed: bool,
+        deadline_at: float | None,
+    ) -> float | None:
+        """How long to wait before retrying the same target; ``None``: do not retry it.
+
+        Retried: 429, 5xx and connection errors, while attempts are left and the
+        breaker is closed. ``Retry-After`` is honoured as given; one longer than
+        ``retry_after_cap_s`` moves on instead. Otherwise exponential backoff
+        with equal jitter. A wait that would pass the deadline moves on too.
+        """
+        if attempt >= retry.max_attempts or not breaker_closed:
+            return None
+        status = exc.status or 0
+        throttled_or_down = exc.kind == "status" and (status == 429 or status >= 500)
+        if exc.kind != "connect" and not throttled_or_down:
+            return None
+        if exc.retry_after_s is not None:
+            if exc.retry_after_s > self.config.retry_after_cap_s:
+                return None
+            wait = exc.retry_after_s
+        else:
+            ceiling = min(retry.max_backoff_s, retry.base_backoff_s * 2 ** (attempt - 1))
+            wait = ceiling / 2 + self.router.rng.random() * ceiling / 2
+        if deadline_at is not None and asyncio.get_running_loop().time() + wait >= deadline_at:
+            return None
+        return wait
 
     async def quota_headers(self, client_id: str, limits: Limits) -> dict[str, str]:
         return self._headers(limits, await self.limiter.peek(client_id, limits))
@@ -319,10 +444,22 @@ class Gateway:
             )
         return RateLimited(message, retry_after_s=retry_after_s)
 
-    def _exhausted(self, ticket: Ticket, last: AttemptFailed) -> GatewayError:
-        count = len(ticket.targets)
+    def _unavailable(self, ticket: Ticket) -> UpstreamUnavailable:
+        moment = now()
+        waits = [
+            t.breaker.report(moment)["retry_in_s"]
+            for t in (*ticket.route.group, *ticket.route.fallbacks)
+        ]
+        retry_in = min((w for w in waits if isinstance(w, float)), default=1.0)
+        return UpstreamUnavailable(
+            f"Every target for model {ticket.model!r} is cooling down after repeated failures"
+            " (circuit open); retry later.",
+            headers={"retry-after": str(max(1, math.ceil(retry_in)))},
+        )
+
+    def _exhausted(self, ticket: Ticket, count: int, last: AttemptFailed) -> GatewayError:
         summary = "The only target" if count == 1 else f"All {count} targets"
-        message = f"{summary} for model {ticket.alias!r} failed; last: {last.message}."
+        message = f"{summary} for model {ticket.model!r} failed; last: {last.message}."
         if last.kind == "timeout":
             return UpstreamTimeout(message)
         if last.status == 429:
@@ -335,22 +472,21 @@ class Gateway:
         return UpstreamError(message)
 
 
-def _cap_completion(request: ChatCompletionRequest, body: dict[str, Any], cap: int) -> int:
-    """Hold the request to the client's ``max_tokens``: refuse more, ask for the cap when silent.
+def _cap_completion(body: dict[str, Any], asked: int | None, cap: int) -> int:
+    """Hold a request to the client's ``max_tokens``: refuse more, ask for the cap when silent.
 
     Returns the completion budget the request now has.
     """
     for name in ("max_completion_tokens", "max_tokens"):
-        asked = getattr(request, name)
-        if asked is not None and asked > cap:
+        value = body.get(name)
+        if type(value) is int and value > cap:
             raise InvalidRequest(
-                f"{name} is {asked}; this client may ask for at most {cap}.", param=name
+                f"{name} is {value}; this client may ask for at most {cap}.", param=name
             )
-    asked = request.completion_budget()
     if asked is None:
         body["max_tokens"] = cap
         return cap
-    return int(asked)
+    return asked
 
 
 def usage_of(value: object) -> Usage | None:
