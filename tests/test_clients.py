@@ -229,3 +229,43 @@ async def test_the_openai_sdk_passes_its_api_key_as_the_client_key(
         await sdk("gwk-wrong").chat.completions.create(
             model="solo", messages=[{"role": "user", "content": "hi"}]
         )
+
+
+async def test_the_messages_route_takes_the_anthropic_sdks_x_api_key(
+    gateway_client, answering, tmp_path
+):
+    client = await gateway_client(keyed_config(tmp_path, **{"team-a": {"max_tokens": 10}}))
+    body = {"model": "solo", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+    ok = await client.post("/v1/messages", json=body, headers={"x-api-key": KEY_B})
+    assert ok.status_code == 200 and ok.json()["type"] == "message"
+    denied = await client.post(
+        "/v1/messages", json={**body, "model": "default-chat"}, headers={"x-api-key": KEY_B}
+    )
+    assert denied.status_code == 403
+    assert denied.json()["type"] == "error"
+    missing = await client.post("/v1/messages", json=body)
+    assert missing.status_code == 401
+    capped = await client.post("/v1/messages", json=body, headers={"x-api-key": KEY_A})
+    assert capped.status_code == 400
+    assert capped.json()["error"]["type"] == "invalid_request_error"
+    assert "at most 10" in capped.json()["error"]["message"]
+
+
+async def test_embeddings_need_a_key_and_respect_the_allow_list(
+    gateway_client, upstream, provider_key, tmp_path
+):
+    route = upstream.post(f"{UPSTREAM}/embeddings").respond(
+        json={"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+              "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+    )  # fmt: skip
+    config = keyed_config(tmp_path, **{"team-a": {"max_tokens": 5}})
+    client = await gateway_client(config)
+    body = {"model": "solo", "input": "hello there"}
+    assert (await client.post("/v1/embeddings", json=body)).status_code == 401
+    ok = await client.post("/v1/embeddings", json=body, headers=bearer(KEY_A))
+    assert ok.status_code == 200
+    assert "max_tokens" not in json.loads(route.calls.last.request.content)
+    denied = await client.post(
+        "/v1/embeddings", json={**body, "model": "default-chat"}, headers=bearer(KEY_B)
+    )
+    assert denied.json()["error"]["type"] == "model_not_allowed"

@@ -252,3 +252,24 @@ def test_presets_catch_what_they_name(preset, hit, miss):
     pattern = compile_patterns([preset], [])
     assert pattern.search(hit) and not pattern.search(miss)
     assert preset in PRESETS
+
+
+async def test_redact_and_block_apply_to_embeddings_input(
+    gateway_client, upstream, provider_key, tmp_path
+):
+    route = upstream.post(f"{UPSTREAM}/embeddings").respond(
+        json={"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}]}
+    )
+    rules = (
+        {"name": "pii", "action": "redact", "presets": ["email"]},
+        {"name": "no-secrets", "action": "block_pattern", "presets": ["secret"]},
+    )
+    client = await gateway_client(policy_config(tmp_path, *rules))
+    body = {"model": "solo", "input": ["mail a@b.example.com", "plain"]}
+    assert (await client.post("/v1/embeddings", json=body, headers=auth())).status_code == 200
+    assert json.loads(route.calls.last.request.content)["input"] == ["mail [REDACTED]", "plain"]
+    blocked = await client.post(
+        "/v1/embeddings", json={"model": "solo", "input": "AKIAIOSFODNN7EXAMPLE"}, headers=auth()
+    )
+    assert blocked.status_code == 400 and blocked.json()["error"]["type"] == "content_blocked"
+    assert route.call_count == 1
