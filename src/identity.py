@@ -18,9 +18,10 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import BudgetConfig, GatewayConfig, RateLimitConfig
-from .errors import AuthenticationFailed, ModelNotAllowed
+from .errors import AuthenticationFailed, InvalidRequest, ModelNotAllowed
 from .limiter import Limits
 
 OPEN_MODE_WARNING = (
@@ -50,6 +51,24 @@ class Client:
                 f" Allowed: {', '.join(self.models) or 'none'}.",
                 param="model",
             )
+
+    def cap_completion(self, body: dict[str, Any], asked: int | None) -> int | None:
+        """Hold a request to the client's ``max_tokens``: refuse more (400), and ask for the cap
+        when the request is silent. Returns the completion budget the request now has.
+        """
+        cap = self.max_tokens
+        if cap is None:
+            return asked
+        for name in ("max_completion_tokens", "max_tokens"):
+            value = body.get(name)
+            if type(value) is int and value > cap:
+                raise InvalidRequest(
+                    f"{name} is {value}; this client may ask for at most {cap}.", param=name
+                )
+        if asked is None:
+            body["max_tokens"] = cap
+            return cap
+        return asked
 
 
 def _limits(rate: RateLimitConfig) -> Limits:

@@ -29,7 +29,6 @@ from . import accounting, tokens
 from .config import GatewayConfig, RetryConfig
 from .errors import (
     GatewayError,
-    InvalidRequest,
     PromptTooLarge,
     RateLimited,
     UpstreamError,
@@ -129,8 +128,8 @@ class Gateway:
                 raise PromptTooLarge(
                     f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
                 )
-            if completes and client.max_tokens is not None:
-                completion_budget = _cap_completion(body, completion_budget, client.max_tokens)
+            if completes:
+                completion_budget = client.cap_completion(body, completion_budget)
         except GatewayError as exc:
             exc.headers.update(await self.quota_headers(record.client_id, limits))
             raise
@@ -470,23 +469,6 @@ class Gateway:
             )
             return UpstreamRateLimited(message, headers=retry)
         return UpstreamError(message)
-
-
-def _cap_completion(body: dict[str, Any], asked: int | None, cap: int) -> int:
-    """Hold a request to the client's ``max_tokens``: refuse more, ask for the cap when silent.
-
-    Returns the completion budget the request now has.
-    """
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if type(value) is int and value > cap:
-            raise InvalidRequest(
-                f"{name} is {value}; this client may ask for at most {cap}.", param=name
-            )
-    if asked is None:
-        body["max_tokens"] = cap
-        return cap
-    return asked
 
 
 def usage_of(value: object) -> Usage | None:
