@@ -52,6 +52,9 @@ class ProviderConfig(StrictModel):
     api_key_env: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, ge=1)
+    # The HTTP client behind the adapter: the gateway's own lean HTTP/1.1 client,
+    # or aiohttp's (HTTP/1.1 too, more general, about five times the CPU per call).
+    transport: Literal["http1", "aiohttp"] = "http1"
     # azure only: the api-version query parameter of every call
     api_version: str | None = Field(default=None, min_length=1)
     # anthropic only: the anthropic-version header, and max_tokens when the client gives none
@@ -183,6 +186,8 @@ class TracingConfig(StrictModel):
     """OpenTelemetry traces; the exporter is configured by the standard OTEL_* variables."""
 
     enabled: bool = False
+
+
 class BudgetConfig(StrictModel):
     """USD a client may spend per UTC day and per UTC month; ``None`` is no cap."""
 
