@@ -22,10 +22,8 @@ STREAM_BODY = (
 @dataclass(frozen=True)
 class ProbeResult:
     status: int
-    headers: dict[str, str]
     body: bytes
     first_data_s: float | None  # request sent -> first "data:" byte seen
-    total_s: float
 
 
 class _Reader:
@@ -112,7 +110,7 @@ class HttpProbe:
         sent_at = time.perf_counter()
         try:
             self._sock.sendall(request)
-            result, keep_alive = self._read(_Reader(self._sock, sent_at), sent_at)
+            result, keep_alive = self._read(_Reader(self._sock, sent_at))
         except BaseException:
             self.close()
             raise
@@ -121,7 +119,7 @@ class HttpProbe:
         return result
 
     @staticmethod
-    def _read(reader: _Reader, sent_at: float) -> tuple[ProbeResult, bool]:
+    def _read(reader: _Reader) -> tuple[ProbeResult, bool]:
         while (end := reader.buf.find(b"\r\n\r\n")) < 0:
             reader.more()
         lines = bytes(reader.buf[:end]).decode("latin-1").split("\r\n")
@@ -140,7 +138,4 @@ class HttpProbe:
             body = bytes(reader.buf[reader.body_start : reader.body_start + length])
         else:
             raise ConnectionError("response has neither chunked framing nor Content-Length")
-        result = ProbeResult(
-            status, headers, body, reader.first_data_s, time.perf_counter() - sent_at
-        )
-        return result, keep_alive
+        return ProbeResult(status, body, reader.first_data_s), keep_alive

@@ -8,10 +8,11 @@ shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,17 +20,32 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from . import tokens
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from .handling import client_of, guarded, refusal_headers, use_case_of
 from .limiter.memory import MemoryLimiter
-from .models import MAX_CLIENT_ID, ChatCompletionRequest, SeedChatRequest, validate_body
+from .messages_api import messages
+from .models import (
+    MAX_CLIENT_ID,
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    SeedChatRequest,
+    validate_body,
+)
 from .providers import Providers, TransportFactory
-from .service import Gateway, Ticket
-from .streaming import Relay, SSEResponse, open_stream
+from .service import Gateway
+from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, LineWriter, Telemetry
-from .wire import error_response, json_response, new_request_id, read_json
+from .wire import (
+    anthropic_error_response,
+    error_response,
+    json_response,
+    new_request_id,
+    read_json,
+)
 
 _STARTED = int(time.time())
 
@@ -46,7 +62,12 @@ class GatewayApp:
     def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.state = api.state
-        self._direct = {"/v1/chat/completions": chat_completions, "/v1/chat": seed_chat}
+        self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
+            "/v1/chat/completions": chat_completions,
+            "/v1/chat": seed_chat,
+            "/v1/embeddings": embeddings,
+            "/v1/messages": messages,
+        }
 
     def lifespan(self) -> Any:
         return self.api.router.lifespan_context(self.api)
@@ -57,12 +78,55 @@ class GatewayApp:
             await self.api(scope, receive, send)
             return
         scope["app"] = self.api
-        request = Request(scope, receive)
+        watch = _DisconnectWatch(receive)
+        request = Request(scope, watch.receive)
         try:
             response = await handler(request)
+        except asyncio.CancelledError:
+            if watch.stop():
+                return  # the client left while the answer was being made
+            raise
         except Exception as exc:
             response = await _unexpected(request, exc)
+        watch.stop()
         await response(scope, receive, send)
+
+
+class _DisconnectWatch:
+    """Cancels the handler when the client leaves before its answer is ready.
+
+    Once the body has been read, a watcher task waits for ``http.disconnect``;
+    cancelling the handler cancels the upstream call, so an abandoned request
+    stops costing upstream work at once. Streams watch for themselves
+    (``SSEResponse``), so the watcher stops before the response is sent.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._handler = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._fired = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            self._watcher = asyncio.create_task(self._watch())
+        return message
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._fired = True
+        if self._handler is not None:
+            self._handler.cancel()
+
+    def stop(self) -> bool:
+        """Stop watching; true when the watcher cancelled the handler (the client left)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._fired and self._handler is not None:
+            self._handler.uncancel()
+        return self._fired
 
 
 def create_app(
@@ -92,34 +156,47 @@ def create_app(
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route(
+        "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
+    )
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
+    app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.add_api_route("/v1/messages", messages, methods=["POST"], response_model=None)
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
     return GatewayApp(app)
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Response | SSEResponse:
     """OpenAI's chat completions, streamed or not; the caller is ``X-Client-Id`` or anonymous."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
-    client_id = (request.headers.get("x-client-id") or "anonymous")[:MAX_CLIENT_ID]
-    record = CallRecord(new_request_id(), "/v1/chat/completions", client_id)
+    record = CallRecord(new_request_id(), "/v1/chat/completions", client_of(request))
     streaming = False
     try:
         body = await read_json(request, gateway.config.max_body_bytes)
         chat = validate_body(ChatCompletionRequest, body)
-        ticket = await gateway.admit(record, chat, body)
+        ticket = await gateway.admit(
+            record,
+            chat.model,
+            tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(),
+            use_case_of(request),
+        )
         headers = {**ticket.headers, "x-request-id": record.request_id}
         if chat.stream:
-            opened = await _guarded(gateway, ticket, open_stream(gateway, record, ticket, body))
+            opened = await guarded(ticket, open_stream(gateway, record, ticket, body))
             streaming = True
-            relay = Relay(gateway, telemetry, record, ticket, chat, opened)
+            encoder = OpenAIEncoder(chat, ticket.model, record.request_id)
+            relay = Relay(gateway, telemetry, record, ticket, encoder, opened)
             return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, body))
+        answer = await guarded(ticket, gateway.complete(record, ticket, body))
         return json_response(answer, headers=headers)
     except GatewayError as exc:
         return await _refuse(gateway, record, exc, openai=True)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
@@ -144,11 +221,17 @@ async def seed_chat(request: Request) -> Response:
                 param="stream",
             )
         upstream_body = {k: v for k, v in body.items() if k != "client_id"}
-        ticket = await gateway.admit(record, chat, upstream_body)
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, upstream_body))
+        ticket = await gateway.admit(
+            record,
+            chat.model,
+            tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(),
+            use_case_of(request),
+        )
+        answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
         reply = {
             "id": record.request_id,
-            "model": ticket.alias,
+            "model": ticket.model,
             "provider": record.provider,
             "usage": answer["usage"],
             "message": _first_message(answer),
@@ -156,6 +239,35 @@ async def seed_chat(request: Request) -> Response:
         return json_response(reply, headers={**ticket.headers, "x-request-id": record.request_id})
     except GatewayError as exc:
         return await _refuse(gateway, record, exc, openai=False)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
+    except BaseException:
+        record.status, record.error_type, record.outcome = 500, "internal_error", "error"
+        raise
+    finally:
+        telemetry.emit(record)
+
+
+async def embeddings(request: Request) -> Response:
+    """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
+    gateway: Gateway = request.app.state.gateway
+    telemetry: Telemetry = request.app.state.telemetry
+    record = CallRecord(new_request_id(), "/v1/embeddings", client_of(request))
+    try:
+        body = await read_json(request, gateway.config.max_body_bytes)
+        embed = validate_body(EmbeddingsRequest, body)
+        ticket = await gateway.admit(
+            record, embed.model, embed.input_tokens(), 0, use_case_of(request)
+        )
+        answer = await guarded(ticket, gateway.embed(record, ticket, body))
+        headers = {**ticket.headers, "x-request-id": record.request_id}
+        return json_response(answer, headers=headers)
+    except GatewayError as exc:
+        return await _refuse(gateway, record, exc, openai=True)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
@@ -173,26 +285,19 @@ async def list_models(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
-
-
-async def _guarded(gateway: Gateway, ticket: Ticket, work: Any) -> Any:
-    """Await ``work``; a refusal after admission still carries the client's limit headers."""
-    try:
-        return await work
-    except GatewayError as exc:
-        exc.headers = {**ticket.headers, **exc.headers}
-        raise
+    """``{"status": "ok"}``; with ``?verbose=1`` also every target's circuit breaker."""
+    if request.query_params.get("verbose") not in {"1", "true"}:
+        return json_response({"status": "ok"})
+    gateway: Gateway = request.app.state.gateway
+    targets = gateway.router.health()
+    degraded = any(target["state"] != "closed" for target in targets)
+    return json_response({"status": "degraded" if degraded else "ok", "targets": targets})
 
 
 async def _refuse(
     gateway: Gateway, record: CallRecord, exc: GatewayError, *, openai: bool
 ) -> Response:
-    record.status, record.error_type = exc.status, exc.type
-    record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
-    headers = {"x-request-id": record.request_id}
-    if "x-ratelimit-limit-requests" not in exc.headers:
-        headers.update(await gateway.quota_headers(record.client_id))
+    headers = await refusal_headers(gateway, record, exc)
     return error_response(exc, openai=openai, headers=headers)
 
 
@@ -217,7 +322,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequest(str(exc.detail))
         error.status = exc.status_code
-    return error_response(error, openai=request.url.path != "/v1/chat")
+    return _render(request, error)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -225,6 +330,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     logging.getLogger("gateway").error(
         "unexpected error on %s: %s", request.url.path, type(exc).__name__
     )
+    return _render(request, error)
+
+
+def _render(request: Request, error: GatewayError) -> Response:
+    """An error in the dialect of the path it answers."""
+    if request.url.path == "/v1/messages":
+        return anthropic_error_response(error)
     return error_response(error, openai=request.url.path != "/v1/chat")
 
 

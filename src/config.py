@@ -29,11 +29,32 @@ class StrictModel(BaseModel):
 
 
 class ProviderConfig(StrictModel):
-    type: Literal["openai"] = "openai"
+    """One upstream API.
+
+    ``type`` picks the adapter: ``openai`` (any OpenAI-compatible API; ``base_url``
+    ends in ``/v1``), ``anthropic`` (the Messages API; ``base_url`` ends in ``/v1``)
+    or ``azure`` (Azure OpenAI; ``base_url`` is the resource endpoint, the target
+    model is the deployment name, ``api_version`` is required).
+    """
+
+    type: Literal["openai", "anthropic", "azure"] = "openai"
     base_url: str = Field(pattern=r"^https?://[^\s/]+")
     api_key_env: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, ge=1)
+    # azure only: the api-version query parameter of every call
+    api_version: str | None = Field(default=None, min_length=1)
+    # anthropic only: the anthropic-version header, and max_tokens when the client gives none
+    anthropic_version: str = Field(default="2023-06-01", min_length=1)
+    default_max_tokens: int = Field(default=4096, ge=1)
+
+    @model_validator(mode="after")
+    def _type_fields(self) -> ProviderConfig:
+        if self.type == "azure" and self.api_version is None:
+            raise ValueError("api_version: required for type 'azure'")
+        if self.type != "azure" and self.api_version is not None:
+            raise ValueError(f"api_version: only for type 'azure', not {self.type!r}")
+        return self
 
     def api_key(self) -> str | None:
         """The key from the environment; ``None`` when unset or empty."""
@@ -52,13 +73,76 @@ class TargetConfig(StrictModel):
     model: str = Field(min_length=1)
 
 
-class AliasConfig(StrictModel):
-    provider: str
-    model: str = Field(min_length=1)
-    fallbacks: list[TargetConfig] = []
+class WeightedTargetConfig(TargetConfig):
+    weight: float = Field(default=1.0, gt=0)
 
-    def targets(self) -> list[TargetConfig]:
-        return [TargetConfig(provider=self.provider, model=self.model), *self.fallbacks]
+
+class RetryConfig(StrictModel):
+    """Attempts per target on a retryable failure (429, 5xx, connection error)."""
+
+    max_attempts: int = Field(default=1, ge=1, le=10)
+    base_backoff_s: float = Field(default=0.1, ge=0)
+    max_backoff_s: float = Field(default=2.0, ge=0)
+
+
+class BreakerConfig(StrictModel):
+    """A target failing ``failure_threshold`` times in a row is skipped for ``cooldown_s``."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
+class AliasConfig(StrictModel):
+    """Either one ``provider``/``model`` or a list of weighted ``targets``; then ``fallbacks``."""
+
+    provider: str | None = None
+    model: str | None = Field(default=None, min_length=1)
+    targets: list[WeightedTargetConfig] | None = Field(default=None, min_length=1)
+    strategy: Literal["weighted", "cheapest"] = "weighted"
+    fallbacks: list[TargetConfig] = []
+    deadline_s: float | None = Field(default=None, gt=0)
+    retry: RetryConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AliasConfig:
+        single = self.provider is not None or self.model is not None
+        if single and self.targets is not None:
+            raise ValueError("give either provider/model or targets, not both")
+        if self.targets is None and (self.provider is None or self.model is None):
+            raise ValueError("provider and model are required (or a targets list)")
+        return self
+
+    def primary(self) -> list[WeightedTargetConfig]:
+        """The targets traffic is split between (one for the simple form)."""
+        if self.targets is not None:
+            return list(self.targets)
+        assert self.provider is not None and self.model is not None
+        return [WeightedTargetConfig(provider=self.provider, model=self.model)]
+
+    def all_targets(self) -> list[tuple[str, TargetConfig]]:
+        """Every target with its config path relative to the alias."""
+        if self.targets is None:
+            named: list[tuple[str, TargetConfig]] = [("provider", self.primary()[0])]
+        else:
+            named = [(f"targets.{i}.provider", t) for i, t in enumerate(self.targets)]
+        return named + [(f"fallbacks.{i}.provider", t) for i, t in enumerate(self.fallbacks)]
+
+
+class RouteMatch(StrictModel):
+    """Conditions of a routing rule; all given ones must hold. Lists mean any of."""
+
+    use_case: list[str] | None = Field(default=None, min_length=1)
+    client: list[str] | None = Field(default=None, min_length=1)
+    # shell-style patterns on the model the client asked for, e.g. "claude-*"
+    model: list[str] | None = Field(default=None, min_length=1)
+    min_prompt_tokens: int | None = Field(default=None, ge=0)
+    max_prompt_tokens: int | None = Field(default=None, ge=0)
+
+
+class RouteRule(StrictModel):
+    name: str = Field(min_length=1)
+    match: RouteMatch = RouteMatch()
+    alias: str
 
 
 class RateLimitConfig(StrictModel):
@@ -86,17 +170,30 @@ class GatewayConfig(StrictModel):
     retry_after_cap_s: float = Field(default=2.0, ge=0)
     # provider name -> upstream model -> price
     pricing: dict[str, dict[str, PriceConfig]] = {}
+    routes: list[RouteRule] = []
+    # the whole time a request may spend on its upstream attempts; null: no overall deadline
+    deadline_s: float | None = Field(default=None, gt=0)
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
 
     @model_validator(mode="after")
     def _aliases_name_known_providers(self) -> GatewayConfig:
         for alias, spec in self.aliases.items():
-            for index, target in enumerate(spec.targets()):
+            for where, target in spec.all_targets():
                 if target.provider not in self.providers:
-                    where = "provider" if index == 0 else f"fallbacks.{index - 1}.provider"
                     raise ValueError(
                         f"aliases.{alias}.{where}: unknown provider {target.provider!r}"
                         f" (known: {', '.join(sorted(self.providers))})"
                     )
+        for index, rule in enumerate(self.routes):
+            if rule.alias not in self.aliases:
+                raise ValueError(
+                    f"routes.{index}.alias: unknown alias {rule.alias!r}"
+                    f" (known: {', '.join(self.aliases)})"
+                )
+        names = [rule.name for rule in self.routes]
+        if len(set(names)) != len(names):
+            raise ValueError("routes: rule names must be unique")
         for provider in self.pricing:
             if provider not in self.providers:
                 raise ValueError(f"pricing.{provider}: unknown provider {provider!r}")

@@ -7,6 +7,7 @@ caller's dialect; nothing else builds error bodies.
 
     GatewayError
     ├── InvalidRequest            400 invalid_request_error
+    │   └── UnsupportedField      400 invalid_request_error (a field a provider cannot take)
     ├── PromptTooLarge            400 prompt_too_large
     ├── RouteNotFound             404 not_found
     ├── ModelNotFound             404 model_not_found
@@ -17,7 +18,8 @@ caller's dialect; nothing else builds error bodies.
     ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request)
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
-    └── UpstreamTimeout           504 upstream_timeout
+    ├── UpstreamUnavailable       503 upstream_unavailable  (every target's breaker is open)
+    └── UpstreamTimeout           504 upstream_timeout      (also: the request deadline passed)
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
+
+
+class UnsupportedField(InvalidRequest):
+    """A request field that cannot be translated for the provider (or dialect) it goes to."""
+
+    def __init__(self, who: str, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {who} cannot take it; {reason}.", param=field)
 
 
 class PromptTooLarge(GatewayError):
@@ -104,6 +113,13 @@ class UpstreamRateLimited(GatewayError):
 
     status = 429
     type = "upstream_rate_limited"
+
+
+class UpstreamUnavailable(GatewayError):
+    """Every target of the alias is cooling down after repeated failures (circuit open)."""
+
+    status = 503
+    type = "upstream_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

@@ -1,34 +1,40 @@
 """The request pipeline: admit, route, call the targets in order, account.
 
 ``Gateway`` is what the HTTP layer calls once it has parsed a body. It
-checks the prompt cap, counts the request against the client's limits
-(reserving tokens), tries the alias's targets in order until one answers, and
-reconciles the token reservation with the real usage. It fills in the
-``CallRecord``; the caller emits it (for streams, the stream does when it ends).
+routes the request (rules, then alias), checks the prompt cap, counts the
+request against the client's limits (reserving tokens), tries the route's
+targets in order (skipping open breakers, retrying with backoff, within the
+deadline) until one answers, and reconciles the token reservation with the
+real usage. It fills in the ``CallRecord``; the caller emits it (for streams,
+the stream does when it ends).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import tokens
-from .config import GatewayConfig
+from .config import GatewayConfig, RetryConfig
 from .errors import (
     GatewayError,
     PromptTooLarge,
     RateLimited,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRejected,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from .limiter import Limiter, Limits, Quota
-from .models import ChatCompletionRequest
+from .pricing import PriceTable
 from .providers import AttemptFailed, Provider, Providers, Usage
-from .router import Router, Target
+from .routing import Route, Router, Target
+from .routing.breaker import now
 from .telemetry import CallRecord
 
 T = TypeVar("T")
@@ -36,13 +42,18 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: its route, its token reservation and its limit headers."""
+    """An admitted request: what it asked for, its route, its token reservation, its headers."""
 
-    alias: str
-    targets: tuple[Target, ...]
+    model: str  # what the client asked for; answers carry it as their ``model``
+    route: Route
     prompt_estimate: int
+    completion_estimate: int
     reservation: object
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def alias(self) -> str:
+        return self.route.name
 
 
 class Gateway:
@@ -50,20 +61,29 @@ class Gateway:
         self.config = config
         self.providers = providers
         self.limiter = limiter
-        self.router = Router(config)
+        self.prices = PriceTable(config)
+        self.router = Router(config, self.prices)
         self.limits = Limits(
             config.rate_limit.requests_per_minute, config.rate_limit.tokens_per_minute
         )
 
     async def admit(
-        self, record: CallRecord, request: ChatCompletionRequest, body: dict[str, Any]
+        self,
+        record: CallRecord,
+        model: str,
+        prompt: int,
+        completion_budget: int | None,
+        use_case: str | None = None,
     ) -> Ticket:
-        """Route, cap and count the request; raise a ``GatewayError`` that carries limit headers."""
-        alias = request.model
-        record.alias = alias
+        """Route, cap and count a request; raise a ``GatewayError`` that carries limit headers.
+
+        ``prompt`` is the approximate prompt; ``completion_budget`` the most
+        completion tokens the client allows (``None``: it did not say).
+        """
+        record.alias = record.requested_model = model
         try:
-            targets = self.router.targets(alias)
-            prompt = tokens.prompt_tokens(body["messages"])
+            route, rule = self.router.resolve(model, record.client_id, use_case, prompt)
+            record.alias, record.route = route.name, rule
             cap = self.config.max_prompt_tokens
             if cap is not None and prompt > cap:
                 raise PromptTooLarge(
@@ -72,7 +92,11 @@ class Gateway:
         except GatewayError as exc:
             exc.headers.update(await self.quota_headers(record.client_id))
             raise
-        completion = request.completion_budget() or self.config.rate_limit.reserve_completion_tokens
+        completion = (
+            completion_budget
+            if completion_budget is not None
+            else self.config.rate_limit.reserve_completion_tokens
+        )
         reserve = prompt + completion
         if self.limits.tokens_per_minute is not None:
             # max_tokens is a ceiling, not a forecast: a request asking for more than the
@@ -84,12 +108,12 @@ class Gateway:
             error = self._refusal(record.client_id, decision.exceeded, decision.retry_after_s)
             error.headers.update(headers)
             raise error
-        return Ticket(alias, targets, prompt, decision.reservation, headers)
+        return Ticket(model, route, prompt, completion, decision.reservation, headers)
 
     async def complete(
         self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
     ) -> dict[str, Any]:
-        """A non-streamed answer in OpenAI's shape, ``model`` set to the alias, usage filled in."""
+        """A non-streamed answer in OpenAI's shape, ``model`` set to the model asked for."""
         try:
             answer = await self.attempt(
                 record, ticket, lambda provider, model: provider.complete(model, body)
@@ -101,16 +125,39 @@ class Gateway:
             ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))
         )
         answer["usage"] = usage.as_dict() | _extra_usage(answer.get("usage"))
-        answer["model"] = ticket.alias
+        answer["model"] = ticket.model
         answer.setdefault("object", "chat.completion")
         answer.setdefault("created", int(time.time()))
         answer.setdefault("id", "chatcmpl-" + record.request_id)
+        await self._account(record, ticket, usage)
+        return answer
+
+    async def embed(
+        self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An embeddings answer in OpenAI's shape, ``model`` set to the model asked for."""
+        try:
+            answer = await self.attempt(
+                record, ticket, lambda provider, model: provider.embed(model, body)
+            )
+        except GatewayError:
+            await self.limiter.reconcile(ticket.reservation, 0)
+            raise
+        reported = answer.get("usage")
+        prompt = reported.get("prompt_tokens") if isinstance(reported, dict) else None
+        usage = Usage(prompt if type(prompt) is int else ticket.prompt_estimate, 0)
+        answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+        answer["model"] = ticket.model
+        answer.setdefault("object", "list")
+        await self._account(record, ticket, usage)
+        return answer
+
+    async def _account(self, record: CallRecord, ticket: Ticket, usage: Usage) -> None:
         record.prompt_tokens, record.completion_tokens = (
             usage.prompt_tokens,
             usage.completion_tokens,
         )
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
-        return answer
 
     async def attempt(
         self,
@@ -118,14 +165,45 @@ class Gateway:
         ticket: Ticket,
         call: Callable[[Provider, str], Awaitable[T]],
     ) -> T:
-        """Try each target in order until one answers; raise the last failure mapped for clients.
+        """Try the route's targets in order until one answers; raise the failure mapped for clients.
 
-        A target's ``Retry-After`` is honoured, up to ``retry_after_cap_s``,
-        before the next target on the same provider.
+        Within the route's deadline (counted from the start of the request),
+        after which ``UpstreamTimeout`` is raised at once, whatever is running.
         """
+        deadline = ticket.route.deadline_s
+        if deadline is None:
+            return await self._try_targets(record, ticket, call, None)
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + deadline - (time.perf_counter() - record.started)
+        try:
+            async with asyncio.timeout_at(deadline_at) as scope:
+                return await self._try_targets(record, ticket, call, deadline_at)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise UpstreamTimeout(
+                f"The request deadline of {deadline:g} s for model {ticket.model!r} passed"
+                f" after {record.targets_tried} target(s) and {record.retries} retries."
+            ) from None
+
+    async def _try_targets(
+        self,
+        record: CallRecord,
+        ticket: Ticket,
+        call: Callable[[Provider, str], Awaitable[T]],
+        deadline_at: float | None,
+    ) -> T:
+        plan = ticket.route.plan(
+            ticket.prompt_estimate, ticket.completion_estimate, self.router.rng
+        )
+        retry = ticket.route.retry
         last: AttemptFailed | None = None
         previous: Target | None = None
-        for target in ticket.targets:
+        for target in plan:
+            breaker = target.breaker
+            if not breaker.acquire(now()):
+                record.skipped_targets += 1
+                continue
             if (
                 last is not None
                 and last.retry_after_s
@@ -138,15 +216,67 @@ class Gateway:
             record.provider, record.upstream_model, record.stub = (
                 target.provider, target.model, provider.stub,
             )  # fmt: skip
-            started = time.perf_counter()
-            try:
-                return await call(provider, target.model)
-            except AttemptFailed as exc:
-                last, previous = exc, target
-            finally:
-                record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        assert last is not None  # an alias always has at least one target
-        raise self._exhausted(ticket, last)
+            attempt = 1
+            while True:
+                started = time.perf_counter()
+                try:
+                    result = await call(provider, target.model)
+                except AttemptFailed as exc:
+                    last, previous = exc, target
+                    closed = breaker.failure(now())
+                    record.breaker = breaker.state
+                    wait = self._retry_wait(exc, attempt, retry, closed, deadline_at)
+                    if wait is None:
+                        break
+                    await asyncio.sleep(wait)
+                    attempt += 1
+                    record.retries += 1
+                    continue
+                except UpstreamRejected:
+                    # A refusal of the request itself says the target is up.
+                    breaker.success()
+                    record.breaker = breaker.state
+                    raise
+                finally:
+                    record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
+                breaker.success()
+                record.breaker = breaker.state
+                return result
+        if last is None:
+            raise self._unavailable(ticket)
+        raise self._exhausted(ticket, len(plan), last)
+
+    def _retry_wait(
+        self,
+        exc: AttemptFailed,
+        attempt: int,
+        retry: RetryConfig,
+        breaker_closed: bool,
+        deadline_at: float | None,
+    ) -> float | None:
+        """How long to wait before retrying the same target; ``None``: do not retry it.
+
+        Retried: 429, 5xx and connection errors, while attempts are left and the
+        breaker is closed. ``Retry-After`` is honoured as given; one longer than
+        ``retry_after_cap_s`` moves on instead. Otherwise exponential backoff
+        with equal jitter. A wait that would pass the deadline moves on too.
+        """
+        if attempt >= retry.max_attempts or not breaker_closed:
+            return None
+        status = exc.status or 0
+        throttled_or_down = exc.kind == "status" and (status == 429 or status >= 500)
+        if exc.kind != "connect" and not throttled_or_down:
+            return None
+        if exc.retry_after_s is not None:
+            if exc.retry_after_s > self.config.retry_after_cap_s:
+                return None
+            wait = exc.retry_after_s
+        else:
+            ceiling = min(retry.max_backoff_s, retry.base_backoff_s * 2 ** (attempt - 1))
+            wait = ceiling / 2 + self.router.rng.random() * ceiling / 2
+        if deadline_at is not None and asyncio.get_running_loop().time() + wait >= deadline_at:
+            return None
+        return wait
 
     async def quota_headers(self, client_id: str) -> dict[str, str]:
         return self._headers(await self.limiter.peek(client_id, self.limits))
@@ -174,10 +304,22 @@ class Gateway:
             )
         return RateLimited(message, retry_after_s=retry_after_s)
 
-    def _exhausted(self, ticket: Ticket, last: AttemptFailed) -> GatewayError:
-        count = len(ticket.targets)
+    def _unavailable(self, ticket: Ticket) -> UpstreamUnavailable:
+        moment = now()
+        waits = [
+            t.breaker.report(moment)["retry_in_s"]
+            for t in (*ticket.route.group, *ticket.route.fallbacks)
+        ]
+        retry_in = min((w for w in waits if isinstance(w, float)), default=1.0)
+        return UpstreamUnavailable(
+            f"Every target for model {ticket.model!r} is cooling down after repeated failures"
+            " (circuit open); retry later.",
+            headers={"retry-after": str(max(1, math.ceil(retry_in)))},
+        )
+
+    def _exhausted(self, ticket: Ticket, count: int, last: AttemptFailed) -> GatewayError:
         summary = "The only target" if count == 1 else f"All {count} targets"
-        message = f"{summary} for model {ticket.alias!r} failed; last: {last.message}."
+        message = f"{summary} for model {ticket.model!r} failed; last: {last.message}."
         if last.kind == "timeout":
             return UpstreamTimeout(message)
         if last.status == 429:

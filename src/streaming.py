@@ -3,11 +3,14 @@
 Fallbacks apply until the first byte leaves the gateway: ``open_stream`` tries
 the targets in order and pulls each one's first chunk before committing, so a
 target that fails before its first chunk costs the client nothing. After that
-the relay forwards each chunk as it arrives. How a stream ends:
+the relay forwards each chunk as it arrives, framed by an ``Encoder`` for the
+client's dialect (OpenAI's ``data:`` chunks here; Anthropic's named events in
+``messages_api``). How a stream ends:
 
-- ``completed``: the upstream sent ``[DONE]``; so does the gateway.
-- ``upstream_error``: the upstream failed mid-stream; the client gets one SSE
-  event holding an OpenAI error object, and no ``[DONE]``.
+- ``completed``: the upstream's stream ended properly; so does the client's
+  (OpenAI: ``[DONE]``).
+- ``upstream_error``: the upstream failed mid-stream; the client gets one
+  error event (OpenAI: an error object and no ``[DONE]``).
 - ``client_disconnected``: the client left; the upstream response is closed at
   once, and the tokens seen so far are counted.
 
@@ -17,13 +20,12 @@ stream ends, however it ends.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
-import anyio
 import orjson
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from . import tokens
@@ -70,6 +72,50 @@ async def open_stream(
         raise
 
 
+class Encoder(Protocol):
+    """How a stream is framed for the client's dialect."""
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        """The bytes to send for one upstream chunk (empty: nothing)."""
+        ...
+
+    def end(self, usage: Usage, reported: bool) -> bytes:
+        """The bytes that end a complete stream; ``reported``: the upstream gave ``usage``."""
+        ...
+
+    def failed(self, message: str) -> bytes:
+        """The one event that ends a stream whose upstream failed midway."""
+        ...
+
+
+class OpenAIEncoder:
+    """OpenAI's framing: ``data: <chunk>`` events, ``[DONE]``, usage only when asked for."""
+
+    def __init__(self, request: ChatCompletionRequest, model: str, request_id: str) -> None:
+        self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self._model = model
+        self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        chunk["model"] = self._model
+        if not self._include_usage:
+            chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
+        self._chunk_id = chunk.get("id", self._chunk_id)
+        self._created = chunk.get("created", self._created)
+        if chunk.get("choices") or self._include_usage:  # the usage-only chunk only when asked
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return b""
+
+    def end(self, usage: Usage, reported: bool) -> bytes:
+        if self._include_usage and not reported:
+            usage_chunk = _usage_chunk(self._chunk_id, self._created, self._model, usage)
+            return b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
+        return _DONE
+
+    def failed(self, message: str) -> bytes:
+        return _error_event(message)
+
+
 class Relay:
     """The SSE body of one stream, and its accounting when the stream ends however it ends.
 
@@ -84,7 +130,7 @@ class Relay:
         telemetry: Telemetry,
         record: CallRecord,
         ticket: Ticket,
-        request: ChatCompletionRequest,
+        encoder: Encoder,
         opened: OpenedStream,
     ) -> None:
         self._gateway = gateway
@@ -92,36 +138,29 @@ class Relay:
         self._record = record
         self._ticket = ticket
         self._opened = opened
-        self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self._encoder = encoder
         self._usage: Usage | None = None
         self._texts: list[str] = []
         self._ended = False
         self._finished = False
 
     async def events(self) -> AsyncIterator[bytes]:
-        record, ticket, texts = self._record, self._ticket, self._texts
-        chunk_id, created = "chatcmpl-" + record.request_id, int(time.time())
+        record, texts, encoder = self._record, self._texts, self._encoder
         try:
             chunk = self._opened.first
             while chunk is not None:
                 self._usage = usage_of(chunk.get("usage")) or self._usage
-                choices = chunk.get("choices")
-                _collect_text(choices, texts)
-                chunk["model"] = ticket.alias
-                if not self._include_usage:
-                    chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
-                chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
-                if choices or self._include_usage:  # the usage-only chunk only when asked for
+                _collect_text(chunk.get("choices"), texts)
+                data = encoder.chunk(chunk)
+                if data:
                     if record.ttft_ms is None:
                         record.ttft_ms = _elapsed_ms(record)
-                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                    yield data
                 chunk = await anext(self._opened.chunks, None)
-            if self._include_usage and self._usage is None:
-                self._usage = _approximate(ticket, texts)
-                usage_chunk = _usage_chunk(chunk_id, created, ticket.alias, self._usage)
-                yield b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
+            reported = self._usage is not None
+            self._usage = self._usage or _approximate(self._ticket, texts)
             self._ended = True
-            yield _DONE
+            yield encoder.end(self._usage, reported)
         except AttemptFailed as exc:
             self._ended = True
             record.outcome, record.status, record.error_type = (
@@ -129,7 +168,7 @@ class Relay:
                 502,
                 "upstream_error",
             )
-            yield _error_event(f"The upstream stream failed: {exc.message}.")
+            yield encoder.failed(f"The upstream stream failed: {exc.message}.")
         finally:
             await self.finish()
 
@@ -140,8 +179,9 @@ class Relay:
         record = self._record
         if not self._ended:
             record.outcome = "client_disconnected"
-        with anyio.CancelScope(shield=True):
+        try:
             await self._opened.stream.aclose()
+        finally:
             usage = self._usage or _approximate(self._ticket, self._texts)
             record.prompt_tokens, record.completion_tokens = (
                 usage.prompt_tokens,
@@ -151,18 +191,47 @@ class Relay:
             self._telemetry.emit(record)
 
 
-class SSEResponse(StreamingResponse):
-    """``text/event-stream`` over a ``Relay``, finishing it whatever happens to the send."""
+class SSEResponse:
+    """The ASGI response of a stream: events out as they come, upstream cut when the client leaves.
+
+    A watcher task waits for the server's ``http.disconnect`` and cancels the
+    sending task, which is then awaiting the upstream or the client: the
+    relay's ``finish`` closes the upstream at once. (Plain asyncio tasks
+    rather than an anyio task group per stream: same behaviour, less work.)
+    """
 
     def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
-        super().__init__(relay.events(), headers=headers, media_type="text/event-stream")
         self._relay = relay
+        self._headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
+        self._disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        watcher = asyncio.create_task(self._watch(receive, sender))
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            async for event in self._relay.events():
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not self._disconnected:
+                raise
+            sender.uncancel()  # our own cancellation: the client left, nothing more to do
+        except OSError:
+            pass  # the connection broke under a send: the client is gone
         finally:
+            watcher.cancel()
             await self._relay.finish()
+
+    async def _watch(self, receive: Receive, sender: asyncio.Task[None]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._disconnected = True
+        sender.cancel()
 
 
 def _collect_text(choices: object, texts: list[str]) -> None:

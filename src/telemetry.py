@@ -26,9 +26,10 @@ class CallRecord:
     """Everything the telemetry line says about one request, filled in as it runs."""
 
     __slots__ = (
-        "alias", "client_id", "completion_tokens", "endpoint", "error_type", "outcome",
-        "prompt_tokens", "provider", "request_id", "started", "status", "stream", "stub",
-        "targets_tried", "ttft_ms", "upstream_latency_ms", "upstream_model",
+        "alias", "breaker", "client_id", "completion_tokens", "endpoint", "error_type",
+        "outcome", "prompt_tokens", "provider", "request_id", "requested_model", "retries",
+        "route", "skipped_targets", "started", "status", "stream", "stub", "targets_tried",
+        "ttft_ms", "upstream_latency_ms", "upstream_model",
     )  # fmt: skip
 
     def __init__(self, request_id: str, endpoint: str, client_id: str) -> None:
@@ -37,6 +38,8 @@ class CallRecord:
         self.endpoint = endpoint
         self.client_id = client_id
         self.alias: str | None = None
+        self.requested_model: str | None = None
+        self.route: str | None = None
         self.provider: str | None = None
         self.upstream_model: str | None = None
         self.status = 200
@@ -46,6 +49,9 @@ class CallRecord:
         self.completion_tokens: int | None = None
         self.stub = False
         self.targets_tried = 0
+        self.retries = 0
+        self.skipped_targets = 0
+        self.breaker: str | None = None
         self.stream = False
         self.ttft_ms: float | None = None
         # completed; refused (by the gateway, or by the provider for a bad request);
@@ -59,6 +65,8 @@ class CallRecord:
             "request_id": self.request_id,
             "client_id": self.client_id,
             "endpoint": self.endpoint,
+            "requested_model": self.requested_model,
+            "route": self.route,
             "alias": self.alias,
             "provider": self.provider,
             "upstream_model": self.upstream_model,
@@ -71,6 +79,9 @@ class CallRecord:
             "total_tokens": total,
             "stub": self.stub,
             "targets_tried": self.targets_tried,
+            "retries": self.retries,
+            "skipped_targets": self.skipped_targets,
+            "breaker": self.breaker,
             "stream": self.stream,
             "ttft_ms": self.ttft_ms,
             "outcome": self.outcome,

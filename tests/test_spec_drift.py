@@ -313,6 +313,12 @@ async def test_every_telemetry_field_is_in_the_telemetry_table(
 
 
 # ------------------------------------- each comparison fails when one side moves
+# Each case changes one side and expects exactly the new problem, on top of
+# whatever the unchanged comparison reports (nothing, when the suite is green).
+
+
+def new_problems(problems: list[str], baseline: list[str]) -> list[str]:
+    return [p for p in problems if p not in baseline]
 
 
 def test_a_route_added_to_the_app_alone_is_caught(tmp_path):
@@ -321,20 +327,22 @@ def test_a_route_added_to_the_app_alone_is_caught(tmp_path):
     async def extra(request: Any) -> None: ...
 
     app.api.add_api_route("/v1/undocumented", extra, methods=["POST"])
-    problems = endpoint_drift(served_endpoints(app) | app_endpoints(), spec_text())
-    assert problems == [
+    served = app_endpoints()
+    problems = endpoint_drift(served | served_endpoints(app), spec_text())
+    assert new_problems(problems, endpoint_drift(served, spec_text())) == [
         "the app serves `POST /v1/undocumented` but SPEC.md's endpoint table"
         " (<!-- drift:endpoints -->) has no row for it"
     ]
 
 
 def test_an_endpoint_added_to_the_spec_alone_is_caught():
+    served = app_endpoints()
     text = spec_text().replace(
         "<!-- /drift:endpoints -->",
         "| `DELETE /v1/nowhere` | FR-000 | x |\n<!-- /drift:endpoints -->",
     )
     mention = text + "\nSee `PUT /v1/elsewhere`.\n"
-    assert endpoint_drift(app_endpoints(), mention) == [
+    assert new_problems(endpoint_drift(served, mention), endpoint_drift(served, spec_text())) == [
         "SPEC.md names `DELETE /v1/nowhere`, which the app does not serve",
         "SPEC.md names `PUT /v1/elsewhere`, which the app does not serve",
     ]
@@ -342,42 +350,46 @@ def test_an_endpoint_added_to_the_spec_alone_is_caught():
 
 def test_an_error_type_or_status_changed_in_the_code_alone_is_caught():
     code = code_error_types()
-    assert error_drift({**code, "teapot_error": [418]}, spec_text()) == [
+    baseline = error_drift(code, spec_text())
+    assert new_problems(error_drift({**code, "teapot_error": [418]}, spec_text()), baseline) == [
         "error type `teapot_error` can be returned but SPEC.md's error table"
         " (<!-- drift:errors -->) has no row for it"
     ]
-    problems = error_drift({**code, "request_too_large": [400]}, spec_text())
-    assert len(problems) == 1 and "`request_too_large` is answered with status 400" in problems[0]
+    moved = new_problems(error_drift({**code, "request_too_large": [400]}, spec_text()), baseline)
+    assert len(moved) == 1 and "`request_too_large` is answered with status 400" in moved[0]
 
 
 def test_an_error_row_removed_from_the_spec_alone_is_caught():
+    code = code_error_types()
     text = re.sub(r"^\s*\| `request_too_large` \|.*$", "", spec_text(), flags=re.M)
-    assert error_drift(code_error_types(), text) == [
+    assert new_problems(error_drift(code, text), error_drift(code, spec_text())) == [
         "error type `request_too_large` can be returned but SPEC.md's error table"
         " (<!-- drift:errors -->) has no row for it"
     ]
 
 
 def test_a_config_field_or_default_changed_in_the_code_alone_is_caught():
+    baseline = config_drift(config_paths(), spec_text())
     widened_limit = create_model("WidenedRateLimit", __base__=RateLimitConfig, burst=(int, 5))
     widened = create_model("WidenedConfig", __base__=GatewayConfig, rate_limit=(widened_limit, ...))
-    assert config_drift(config_paths(widened), spec_text()) == [
+    assert new_problems(config_drift(config_paths(widened), spec_text()), baseline) == [
         "config field `rate_limit.burst` is accepted but SPEC.md's config table"
         " (<!-- drift:config -->) has no row for it"
     ]
     moved = {**config_paths(), "retry_after_cap_s": 3.0}
-    assert config_drift(moved, spec_text()) == [
+    assert new_problems(config_drift(moved, spec_text()), baseline) == [
         "config field `retry_after_cap_s` defaults to 3.0 in the code,"
         " but SPEC.md's config table says '`2.0`'"
     ]
 
 
 def test_a_config_row_added_to_the_spec_alone_is_caught():
+    code = config_paths()
     text = spec_text().replace(
         "<!-- /drift:config -->",
         "| `rate_limit.burst` | integer | `5` | x |\n<!-- /drift:config -->",
     )
-    assert config_drift(config_paths(), text) == [
+    assert new_problems(config_drift(code, text), config_drift(code, spec_text())) == [
         "SPEC.md's config table lists `rate_limit.burst`, which the config models refuse"
     ]
 
