@@ -2,7 +2,8 @@
 
 ``create_app`` reads the config (a bad one stops start-up with one line naming
 the file and the field); the lifespan opens what the gateway holds (one pooled
-HTTP client per provider, the limiter, the telemetry writer) and closes it at
+HTTP client per provider, the limiter, the telemetry writer and its sinks:
+metrics, the dashboard's rolling aggregate, tracing) and closes it at
 shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
 """
 
@@ -22,12 +23,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from . import metrics as metrics_module
 from . import tokens
+from .admin import AdminGuard
 from .config import ConfigError, GatewayConfig, load_config
+from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
 from .handling import client_of, guarded, refusal_headers, use_case_of
+from .labels import Labels
 from .limiter.memory import MemoryLimiter
+from .logfile import LineWriter
 from .messages_api import messages
+from .metrics import InFlight, Metrics
 from .models import (
     MAX_CLIENT_ID,
     ChatCompletionRequest,
@@ -36,9 +43,11 @@ from .models import (
     validate_body,
 )
 from .providers import Providers, TransportFactory
+from .rolling import Rolling
 from .service import Gateway
 from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
-from .telemetry import CallRecord, LineWriter, Telemetry
+from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
+from .tracing import Tracing, exporter_names
 from .wire import (
     anthropic_error_response,
     error_response,
@@ -59,9 +68,10 @@ class GatewayApp:
     runs the lifespan. ``state`` is FastAPI's, so handlers read it the same way.
     """
 
-    def __init__(self, api: FastAPI) -> None:
+    def __init__(self, api: FastAPI, in_flight: InFlight) -> None:
         self.api = api
         self.state = api.state
+        self.in_flight = in_flight
         self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
             "/v1/chat/completions": chat_completions,
             "/v1/chat": seed_chat,
@@ -80,16 +90,20 @@ class GatewayApp:
         scope["app"] = self.api
         watch = _DisconnectWatch(receive)
         request = Request(scope, watch.receive)
+        self.in_flight.enter()
         try:
-            response = await handler(request)
-        except asyncio.CancelledError:
-            if watch.stop():
-                return  # the client left while the answer was being made
-            raise
-        except Exception as exc:
-            response = await _unexpected(request, exc)
-        watch.stop()
-        await response(scope, receive, send)
+            try:
+                response = await handler(request)
+            except asyncio.CancelledError:
+                if watch.stop():
+                    return  # the client left while the answer was being made
+                raise
+            except Exception as exc:
+                response = await _unexpected(request, exc)
+            watch.stop()
+            await response(scope, receive, send)
+        finally:
+            self.in_flight.leave()
 
 
 class _DisconnectWatch:
@@ -138,23 +152,41 @@ def create_app(
     example with ``httpx.MockTransport``.
     """
     config = config or load_config()
+    tracing_exporters = exporter_names(config)
+    metrics_module.check_multiproc_dir()
+    labels = Labels(config)
+    metrics = Metrics(config, labels) if config.metrics.enabled else None
+    in_flight = InFlight(metrics)
+    rolling = Rolling(config, labels, in_flight) if metrics is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The telemetry line is the access log: uvicorn's own would double every request.
         logging.getLogger("uvicorn.access").disabled = True
         providers = Providers(config, transport)
-        telemetry = Telemetry(LineWriter(config.log_file))
-        app.state.gateway = Gateway(config, providers, MemoryLimiter())
+        tracing = Tracing(config, tracing_exporters) if tracing_exporters else None
+        writer = LineWriter(
+            config.log_file, max_bytes=config.log_max_bytes, backups=config.log_backups
+        )
+        telemetry = Telemetry(writer, *_views(metrics, rolling, tracing))
+        app.state.gateway = Gateway(
+            config, providers, MemoryLimiter(), on_circuit=telemetry.circuit_changed
+        )
         app.state.telemetry = telemetry
+        app.state.admin = AdminGuard()
+        app.state.metrics, app.state.rolling = metrics, rolling
         try:
             yield
         finally:
             await providers.aclose()
             telemetry.close()
+            if tracing is not None:
+                tracing.close()
+            metrics_module.mark_process_dead()
 
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_api_route(
         "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
@@ -164,7 +196,25 @@ def create_app(
     app.add_api_route("/v1/messages", messages, methods=["POST"], response_model=None)
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
-    return GatewayApp(app)
+    if metrics is not None:
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
+        app.add_api_route("/dashboard", dashboard_page, methods=["GET"])
+        app.add_api_route("/dashboard/data", dashboard_data, methods=["GET"])
+    return GatewayApp(app, in_flight)
+
+
+def _views(
+    metrics: Metrics | None, rolling: Rolling | None, tracing: Tracing | None
+) -> tuple[list[Sink], list[CircuitListener]]:
+    """What the telemetry emit feeds: the sinks of each request, the circuit listeners."""
+    sinks: list[Sink] = []
+    listeners: list[CircuitListener] = []
+    if metrics is not None and rolling is not None:
+        sinks += [metrics.observe, rolling.observe]
+        listeners += [metrics.circuit_changed, rolling.circuit_changed]
+    if tracing is not None:
+        sinks.append(tracing.observe)
+    return sinks, listeners
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
@@ -323,6 +373,11 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         error = InvalidRequest(str(exc.detail))
         error.status = exc.status_code
     return _render(request, error)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return _render(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -160,6 +160,21 @@ class PriceConfig(StrictModel):
     output_usd_per_mtok: float = Field(ge=0)
 
 
+class MetricsConfig(StrictModel):
+    """Prometheus metrics at ``GET /metrics`` and the dashboard's live figures."""
+
+    enabled: bool = True
+    # Distinct client ids given their own label value; later ones share "other",
+    # so a caller inventing ids cannot grow the series without bound.
+    max_clients: int = Field(default=100, ge=1, le=10_000)
+
+
+class TracingConfig(StrictModel):
+    """OpenTelemetry traces; the exporter is configured by the standard OTEL_* variables."""
+
+    enabled: bool = False
+
+
 class GatewayConfig(StrictModel):
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     aliases: dict[str, AliasConfig] = Field(min_length=1)
@@ -167,6 +182,8 @@ class GatewayConfig(StrictModel):
     max_prompt_tokens: int | None = Field(default=None, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_file: str = "logs/gateway.log"
+    log_max_bytes: int | None = Field(default=None, ge=1024)
+    log_backups: int = Field(default=5, ge=1, le=1000)
     retry_after_cap_s: float = Field(default=2.0, ge=0)
     # provider name -> upstream model -> price
     pricing: dict[str, dict[str, PriceConfig]] = {}
@@ -175,6 +192,8 @@ class GatewayConfig(StrictModel):
     deadline_s: float | None = Field(default=None, gt=0)
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
     def _aliases_name_known_providers(self) -> GatewayConfig:

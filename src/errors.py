@@ -9,6 +9,7 @@ caller's dialect; nothing else builds error bodies.
     ├── InvalidRequest            400 invalid_request_error
     │   └── UnsupportedField      400 invalid_request_error (a field a provider cannot take)
     ├── PromptTooLarge            400 prompt_too_large
+    ├── AdminUnauthorized         401 authentication_error  (an operator route, no admin key)
     ├── RouteNotFound             404 not_found
     ├── ModelNotFound             404 model_not_found
     ├── MethodNotAllowed          405 method_not_allowed
@@ -57,6 +58,11 @@ class UnsupportedField(InvalidRequest):
 class PromptTooLarge(GatewayError):
     status = 400
     type = "prompt_too_large"
+
+
+class AdminUnauthorized(GatewayError):
+    status = 401
+    type = "authentication_error"
 
 
 class RouteNotFound(GatewayError):

@@ -35,7 +35,7 @@ from .pricing import PriceTable
 from .providers import AttemptFailed, Provider, Providers, Usage
 from .routing import Route, Router, Target
 from .routing.breaker import now
-from .telemetry import CallRecord
+from .telemetry import Attempt, CallRecord, CircuitListener
 
 T = TypeVar("T")
 
@@ -57,12 +57,18 @@ class Ticket:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, providers: Providers, limiter: Limiter) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        providers: Providers,
+        limiter: Limiter,
+        on_circuit: CircuitListener | None = None,
+    ) -> None:
         self.config = config
         self.providers = providers
         self.limiter = limiter
         self.prices = PriceTable(config)
-        self.router = Router(config, self.prices)
+        self.router = Router(config, self.prices, on_circuit)
         self.limits = Limits(
             config.rate_limit.requests_per_minute, config.rate_limit.tokens_per_minute
         )
@@ -219,29 +225,38 @@ class Gateway:
             attempt = 1
             while True:
                 started = time.perf_counter()
+                error: str | None = "error"  # how the attempt ended, for its span and metric
+                wait: float | None = None
                 try:
                     result = await call(provider, target.model)
+                    error = None
                 except AttemptFailed as exc:
                     last, previous = exc, target
+                    error = exc.kind if exc.status is None else f"http_{exc.status}"
                     closed = breaker.failure(now())
                     record.breaker = breaker.state
                     wait = self._retry_wait(exc, attempt, retry, closed, deadline_at)
-                    if wait is None:
-                        break
-                    await asyncio.sleep(wait)
-                    attempt += 1
-                    record.retries += 1
-                    continue
-                except UpstreamRejected:
+                except UpstreamRejected as exc:
                     # A refusal of the request itself says the target is up.
+                    error = exc.type
                     breaker.success()
                     record.breaker = breaker.state
                     raise
                 finally:
-                    record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-                breaker.success()
-                record.breaker = breaker.state
-                return result
+                    ended = time.perf_counter()
+                    record.upstream_latency_ms = round((ended - started) * 1000, 3)
+                    record.attempts.append(
+                        Attempt(target.provider, target.model, started, ended, error)
+                    )
+                if error is None:
+                    breaker.success()
+                    record.breaker = breaker.state
+                    return result
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
+                attempt += 1
+                record.retries += 1
         if last is None:
             raise self._unavailable(ticket)
         raise self._exhausted(ticket, len(plan), last)
