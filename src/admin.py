@@ -1,6 +1,7 @@
-"""The operator's routes' guard: the admin key from ``GATEWAY_ADMIN_KEY``.
+"""The operator's routes' guard: the admin key from the variable named by ``admin_key_env``.
 
-When the variable is set (read once at start-up), ``/metrics``, ``/dashboard``
+When the variable (``GATEWAY_ADMIN_KEY`` by default) is set, read once at
+start-up, ``/metrics``, ``/dashboard``
 and ``/dashboard/data`` need ``Authorization: Bearer <key>``, or HTTP Basic
 with the key as the password (the user name is ignored), which lets a browser
 open the dashboard through its own password prompt. Unset, they are open. The
@@ -16,27 +17,29 @@ import os
 
 from starlette.requests import Request
 
-from .errors import AdminUnauthorized
+from .config import GatewayConfig
+from .errors import AuthenticationFailed
 
-ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 CHALLENGE = {"www-authenticate": 'Basic realm="gateway admin", charset="UTF-8"'}
 
 
 class AdminGuard:
-    def __init__(self) -> None:
-        key = os.environ.get(ADMIN_KEY_ENV) or None
+    def __init__(self, config: GatewayConfig) -> None:
+        self._env = config.admin_key_env
+        key = os.environ.get(self._env) or None
         self._key = key.encode() if key is not None else None
 
     def check(self, request: Request) -> None:
-        """Raise ``AdminUnauthorized`` unless the request carries the admin key (or none is set)."""
+        """Raise ``AuthenticationFailed`` unless the request has the admin key (or none is set)."""
         if self._key is None:
             return
         given = _credential(request.headers.get("authorization", ""))
         if given is None or not hmac.compare_digest(given, self._key):
-            raise AdminUnauthorized(
-                f"This route needs the admin key ({ADMIN_KEY_ENV}) as a Bearer token.",
-                headers=dict(CHALLENGE),
+            error = AuthenticationFailed(
+                f"This route needs the admin key ({self._env}) as a Bearer token."
             )
+            error.headers = dict(CHALLENGE)
+            raise error
 
 
 def _credential(header: str) -> bytes | None:

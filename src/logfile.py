@@ -44,7 +44,7 @@ def rotated_paths(path: str | os.PathLike[str], backups: int | None = None) -> l
 
 
 class LineWriter:
-    """Appends byte lines to a file and to stdout from one background thread.
+    """Appends byte lines to a file, and to stdout when ``echo``, from one background thread.
 
     ``write`` only queues the line. The thread wakes every 50 ms (or on
     ``close``) and writes everything queued, in one ``os.write`` per target
@@ -59,8 +59,10 @@ class LineWriter:
         *,
         max_bytes: int | None = None,
         backups: int = 5,
+        echo: bool = True,
     ) -> None:
         self.path = Path(path)
+        self._echo = echo
         self.dropped = 0
         self._max_bytes = max_bytes
         self._backups = backups
@@ -115,6 +117,8 @@ class LineWriter:
                 self.dropped += len(batch)
         else:
             self._write_rotating(batch, self._max_bytes)
+        if not self._echo:
+            return
         try:
             self._stdout.write(data)
             self._stdout.flush()

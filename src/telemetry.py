@@ -39,10 +39,11 @@ class CallRecord:
     """Everything the telemetry line says about one request, filled in as it runs."""
 
     __slots__ = (
-        "alias", "attempts", "breaker", "client_id", "completion_tokens", "endpoint",
-        "error_type", "outcome", "prompt_tokens", "provider", "request_id", "requested_model",
-        "retries", "route", "skipped_targets", "started", "status", "stream", "stub",
-        "targets_tried", "ttft_ms", "upstream_latency_ms", "upstream_model",
+        "alias", "attempts", "breaker", "client_id", "completion_tokens", "cost_usd", "endpoint",
+        "error_type", "outcome", "payload", "policies", "prompt_tokens", "provider",
+        "request_id", "requested_model", "retries", "route", "skipped_targets", "started",
+        "status", "stream", "stub", "targets_tried", "ttft_ms", "upstream_latency_ms",
+        "upstream_model", "use_case",
     )  # fmt: skip
 
     def __init__(self, request_id: str, endpoint: str, client_id: str) -> None:
@@ -68,6 +69,11 @@ class CallRecord:
         self.stream = False
         self.ttft_ms: float | None = None
         self.attempts: list[Attempt] = []
+        self.cost_usd: float | None = None
+        self.use_case: str | None = None
+        self.policies: tuple[str, ...] = ()
+        # Set only by a log_payload policy: the forwarded request and the answer, secrets masked.
+        self.payload: dict[str, Any] | None = None
         # completed; refused (by the gateway, or by the provider for a bad request);
         # upstream_error; client_disconnected; error (a gateway fault, status 500)
         self.outcome = "completed"
@@ -75,7 +81,7 @@ class CallRecord:
     def fields(self) -> dict[str, Any]:
         prompt, completion = self.prompt_tokens, self.completion_tokens
         total = None if prompt is None and completion is None else (prompt or 0) + (completion or 0)
-        return {
+        fields: dict[str, Any] = {
             "request_id": self.request_id,
             "client_id": self.client_id,
             "endpoint": self.endpoint,
@@ -99,7 +105,13 @@ class CallRecord:
             "stream": self.stream,
             "ttft_ms": self.ttft_ms,
             "outcome": self.outcome,
+            "cost_usd": self.cost_usd,
+            "use_case": self.use_case,
+            "policies": self.policies,
         }
+        if self.payload is not None:
+            fields["payload"] = self.payload
+        return fields
 
 
 class _WriterLogger:
