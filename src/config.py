@@ -304,7 +304,7 @@ class GatewayConfig(StrictModel):
     # Where spend is recorded so budgets survive a restart (memory backend);
     # default: spend.ledger next to log_file.
     ledger_file: str | None = None
-    # Environment variable holding the key for POST /admin/reload.
+    # Environment variable holding the admin key (POST /admin/reload, /metrics, the dashboard).
     admin_key_env: str = "GATEWAY_ADMIN_KEY"
 
     def ledger_path(self) -> Path:
