@@ -8,11 +8,21 @@ variable that holds its key (``api_key_env``).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = "config/example.config.json"
 
@@ -42,6 +52,9 @@ class ProviderConfig(StrictModel):
     api_key_env: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, ge=1)
+    # The HTTP client behind the adapter: the gateway's own lean HTTP/1.1 client,
+    # or aiohttp's (HTTP/1.1 too, more general, about five times the CPU per call).
+    transport: Literal["http1", "aiohttp"] = "http1"
     # azure only: the api-version query parameter of every call
     api_version: str | None = Field(default=None, min_length=1)
     # anthropic only: the anthropic-version header, and max_tokens when the client gives none
@@ -160,6 +173,112 @@ class PriceConfig(StrictModel):
     output_usd_per_mtok: float = Field(ge=0)
 
 
+class MetricsConfig(StrictModel):
+    """Prometheus metrics at ``GET /metrics`` and the dashboard's live figures."""
+
+    enabled: bool = True
+    # Distinct client ids given their own label value; later ones share "other",
+    # so a caller inventing ids cannot grow the series without bound.
+    max_clients: int = Field(default=100, ge=1, le=10_000)
+
+
+class TracingConfig(StrictModel):
+    """OpenTelemetry traces; the exporter is configured by the standard OTEL_* variables."""
+
+    enabled: bool = False
+
+
+class BudgetConfig(StrictModel):
+    """USD a client may spend per UTC day and per UTC month; ``None`` is no cap."""
+
+    usd_per_day: float | None = Field(default=None, gt=0)
+    usd_per_month: float | None = Field(default=None, gt=0)
+
+
+def _sha256_hex(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("must be 64 hexadecimal digits (python -m src.keys new CLIENT_ID)")
+    return value.lower()
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+KeyHash = Annotated[str, AfterValidator(_sha256_hex)]
+
+
+class ClientConfig(StrictModel):
+    """One client: its key hash(es) and what it may do. Unset limits fall back to the globals."""
+
+    # One hash, or several while a client rotates its key.
+    key_sha256: Annotated[list[KeyHash], BeforeValidator(_one_or_many), Field(min_length=1)]
+    rate_limit: RateLimitConfig | None = None
+    allowed_models: list[str] | None = None
+    budget: BudgetConfig | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    tags: dict[str, str] = {}
+
+    def key_hashes(self) -> list[str]:
+        return self.key_sha256
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+def _hook_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+        raise ValueError(f"{value!r} is not 'module:function'")
+    return value
+
+
+Names = str | list[str]
+
+
+class MatchConfig(StrictModel):
+    """Which calls a policy applies to: every given field must match; none given matches all."""
+
+    client: Names | None = None
+    alias: Names | None = None
+    provider: Names | None = None
+    tags: dict[str, str] = {}
+    use_case: Names | None = None
+
+
+class PolicyConfig(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    match: MatchConfig = MatchConfig()
+    action: Literal["deny", "log_payload", "redact", "block_pattern", "hook"]
+    # redact and block_pattern: named presets and/or regular expressions
+    presets: list[str] = []
+    patterns: list[Annotated[str, AfterValidator(_regex)]] = []
+    replacement: str = "[REDACTED]"
+    # hook: "module:function"
+    hook: Annotated[str, AfterValidator(_hook_name)] | None = None
+
+    @model_validator(mode="after")
+    def _action_has_what_it_needs(self) -> PolicyConfig:
+        from .redaction import PRESETS  # the preset table lives with the code that applies it
+
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown:
+            raise ValueError(
+                f"presets: unknown preset {unknown[0]!r} (known: {', '.join(sorted(PRESETS))})"
+            )
+        if self.action in ("redact", "block_pattern") and not (self.presets or self.patterns):
+            raise ValueError(f"action {self.action} needs presets or patterns")
+        if self.action == "hook" and self.hook is None:
+            raise ValueError('action hook needs hook: "module:function"')
+        if self.action != "hook" and self.hook is not None:
+            raise ValueError("hook is only for action hook")
+        return self
+
+
 class GatewayConfig(StrictModel):
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     aliases: dict[str, AliasConfig] = Field(min_length=1)
@@ -173,6 +292,8 @@ class GatewayConfig(StrictModel):
     # after SIGTERM: how long streams in flight may run on before they end with an error event
     shutdown_drain_s: float = Field(default=10.0, ge=0)
     log_file: str = "logs/gateway.log"
+    log_max_bytes: int | None = Field(default=None, ge=1024)
+    log_backups: int = Field(default=5, ge=1, le=1000)
     retry_after_cap_s: float = Field(default=2.0, ge=0)
     # provider name -> upstream model -> price
     pricing: dict[str, dict[str, PriceConfig]] = {}
@@ -181,6 +302,31 @@ class GatewayConfig(StrictModel):
     deadline_s: float | None = Field(default=None, gt=0)
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig = TracingConfig()
+    # client_id -> client; absent means open mode (callers name themselves)
+    clients: dict[Annotated[str, Field(min_length=1, max_length=256)], ClientConfig] | None = None
+    policies: list[PolicyConfig] = []
+    # Where spend is recorded so budgets survive a restart (memory backend);
+    # default: spend.ledger next to log_file.
+    ledger_file: str | None = None
+    # Environment variable holding the admin key (POST /admin/reload, /metrics, the dashboard).
+    admin_key_env: str = "GATEWAY_ADMIN_KEY"
+
+    def ledger_path(self) -> Path:
+        if self.ledger_file is not None:
+            return Path(self.ledger_file)
+        return Path(self.log_file).parent / "spend.ledger"
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_names_unique(cls, policies: list[PolicyConfig]) -> list[PolicyConfig]:
+        seen: set[str] = set()
+        for policy in policies:
+            if policy.name in seen:
+                raise ValueError(f"duplicate policy name {policy.name!r}")
+            seen.add(policy.name)
+        return policies
 
     @model_validator(mode="after")
     def _aliases_name_known_providers(self) -> GatewayConfig:
@@ -203,12 +349,35 @@ class GatewayConfig(StrictModel):
         for provider in self.pricing:
             if provider not in self.providers:
                 raise ValueError(f"pricing.{provider}: unknown provider {provider!r}")
+        self._check_clients()
         return self
+
+    def _check_clients(self) -> None:
+        owners: dict[str, str] = {}
+        for client_id, client in (self.clients or {}).items():
+            for alias in client.allowed_models or ():
+                if alias not in self.aliases:
+                    raise ValueError(
+                        f"clients.{client_id}.allowed_models: unknown alias {alias!r}"
+                        f" (known: {', '.join(self.aliases)})"
+                    )
+            for digest in client.key_hashes():
+                if digest in owners:
+                    raise ValueError(
+                        f"clients.{client_id}.key_sha256: the same key hash as client"
+                        f" {owners[digest]!r}"
+                    )
+                owners[digest] = client_id
+
+
+def config_path() -> Path:
+    """The config file the environment names (``GATEWAY_CONFIG``), or the default."""
+    return Path(os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> GatewayConfig:
     """Read and validate the config; raise ``ConfigError`` with a one-line reason."""
-    path = Path(path or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG_PATH)
+    path = Path(path) if path else config_path()
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -9,6 +9,12 @@ caller's dialect; nothing else builds error bodies.
     ├── InvalidRequest            400 invalid_request_error
     │   └── UnsupportedField      400 invalid_request_error (a field a provider cannot take)
     ├── PromptTooLarge            400 prompt_too_large
+    ├── ContentBlocked            400 content_blocked       (a block_pattern policy)
+    ├── InvalidConfig             400 invalid_config        (a reload refused)
+    ├── AuthenticationFailed      401 authentication_error  (WWW-Authenticate: Bearer)
+    ├── PermissionDenied          403 permission_denied
+    ├── ModelNotAllowed           403 model_not_allowed
+    ├── PolicyDenied              403 policy_denied
     ├── RouteNotFound             404 not_found
     ├── ModelNotFound             404 model_not_found
     ├── MethodNotAllowed          405 method_not_allowed
@@ -16,6 +22,8 @@ caller's dialect; nothing else builds error bodies.
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── ClientGone                499 client_disconnected   (the client left mid-body)
     ├── RateLimited               429 rate_limit_exceeded   (the gateway's limit; Retry-After)
+    ├── BudgetExceeded            429 budget_exceeded       (Retry-After: the budget's reset)
+    ├── PolicyFailed              500 policy_error          (a Python hook raised)
     ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request)
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
@@ -61,6 +69,39 @@ class PromptTooLarge(GatewayError):
     type = "prompt_too_large"
 
 
+class ContentBlocked(GatewayError):
+    status = 400
+    type = "content_blocked"
+
+
+class InvalidConfig(GatewayError):
+    status = 400
+    type = "invalid_config"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"www-authenticate": "Bearer"})
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_denied"
+
+
+class ModelNotAllowed(GatewayError):
+    status = 403
+    type = "model_not_allowed"
+
+
+class PolicyDenied(GatewayError):
+    status = 403
+    type = "policy_denied"
+
+
 class RouteNotFound(GatewayError):
     status = 404
     type = "not_found"
@@ -100,6 +141,19 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message, headers={"retry-after": str(retry_after_s)})
         self.retry_after_s = retry_after_s
+
+
+class BudgetExceeded(GatewayError):
+    status = 429
+    type = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after_s)})
+
+
+class PolicyFailed(GatewayError):
+    status = 500
+    type = "policy_error"
 
 
 class UpstreamRejected(GatewayError):

@@ -15,7 +15,8 @@ from starlette.responses import Response
 
 from . import tokens
 from .errors import GatewayError
-from .handling import client_of, guarded, refusal_headers, use_case_of
+from .handling import client_for, guarded, refusal_headers, use_case_of
+from .identity import Client
 from .models import MessagesRequest, validate_body
 from .providers import Usage
 from .providers.base import Chunk
@@ -50,30 +51,35 @@ class AnthropicEncoder:
 async def messages(request: Request) -> Response | SSEResponse:
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
-    record = CallRecord(new_request_id(), "/v1/messages", client_of(request))
+    record = CallRecord(new_request_id(), "/v1/messages", "anonymous")
+    client: Client | None = None
     streaming = False
+    gateway.enter()
     try:
+        client = client_for(gateway, request, record)
         body = await read_json(request, gateway.config.max_body_bytes)
         inbound = validate_body(MessagesRequest, body)
         chat = from_anthropic(body)
         prompt = tokens.prompt_tokens(chat["messages"])
         ticket = await gateway.admit(
-            record, inbound.model, prompt, inbound.max_tokens, use_case_of(request)
-        )
+            record, client, inbound.model, prompt, inbound.max_tokens, chat,
+            use_case=use_case_of(request),
+        )  # fmt: skip
         headers = {**ticket.headers, "x-request-id": record.request_id}
         message_id = "msg_" + record.request_id.removeprefix("gw-")
         if inbound.stream:
             opened = await guarded(ticket, open_stream(gateway, record, ticket, chat))
             streaming = True
             encoder = AnthropicEncoder(EventsFromChunks(message_id, ticket.model, prompt))
-            relay = Relay(gateway, telemetry, record, ticket, encoder, opened)
+            relay = Relay(gateway, telemetry, record, ticket, encoder, opened, chat)
             return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
         answer = await guarded(ticket, gateway.complete(record, ticket, chat))
         return json_response(
             to_anthropic_message(answer, message_id, ticket.model), headers=headers
         )
     except GatewayError as exc:
-        return anthropic_error_response(exc, headers=await refusal_headers(gateway, record, exc))
+        headers = await refusal_headers(gateway, record, exc, client)
+        return anthropic_error_response(exc, headers=headers)
     except asyncio.CancelledError:
         record.status, record.outcome = 499, "client_disconnected"
         raise
@@ -82,4 +88,5 @@ async def messages(request: Request) -> Response | SSEResponse:
         raise
     finally:
         if not streaming:
+            gateway.leave()
             telemetry.emit(record)

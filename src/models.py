@@ -54,6 +54,12 @@ class SeedChatRequest(ChatCompletionRequest):
     client_id: str = Field(min_length=1, max_length=MAX_CLIENT_ID)
 
 
+class KeyedSeedChatRequest(ChatCompletionRequest):
+    """``POST /v1/chat`` with an API key: the key names the client, so ``client_id`` is optional."""
+
+    client_id: str | None = Field(default=None, min_length=1, max_length=MAX_CLIENT_ID)
+
+
 class EmbeddingsRequest(BaseModel):
     """``POST /v1/embeddings``: OpenAI's request, the fields the gateway reads."""
 

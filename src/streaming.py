@@ -16,8 +16,12 @@ client's dialect (OpenAI's ``data:`` chunks here; Anthropic's named events in
 - ``interrupted``: the gateway is shutting down and the drain deadline passed;
   the client gets one error event (type ``service_unavailable``), as above.
 
-The token reservation is reconciled and the telemetry line emitted when the
-stream ends, however it ends.
+The token reservation is reconciled, the cost charged, the policies'
+response phase run and the telemetry line emitted when the stream ends,
+however it ends. The cost cannot travel in a response header (the headers
+leave before the answer); it is in the telemetry line and, on the OpenAI
+route when the client asked for usage, in the final usage chunk as
+``usage.cost_usd``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from typing import Any, Protocol
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from . import tokens
+from . import accounting, tokens
+from .config import PriceConfig
+from .errors import GatewayError
 from .models import ChatCompletionRequest
 from .providers import AttemptFailed, ChunkStream, Usage
 from .providers.base import Chunk
@@ -69,11 +75,8 @@ async def open_stream(
     record.stream = True
     try:
         return await gateway.attempt(record, ticket, first_chunk)
-    except asyncio.CancelledError:
-        await gateway.abandoned(record, ticket)
-        raise
     except BaseException:
-        await gateway.limiter.reconcile(ticket.reservation, 0)
+        await gateway.settle(record, ticket, None)
         raise
 
 
@@ -94,17 +97,31 @@ class Encoder(Protocol):
 
 
 class OpenAIEncoder:
-    """OpenAI's framing: ``data: <chunk>`` events, ``[DONE]``, usage only when asked for."""
+    """OpenAI's framing: ``data: <chunk>`` events, ``[DONE]``, usage only when asked for.
 
-    def __init__(self, request: ChatCompletionRequest, model: str, request_id: str) -> None:
+    ``price`` is the answering model's: the usage chunk then carries ``cost_usd``.
+    """
+
+    def __init__(
+        self,
+        request: ChatCompletionRequest,
+        model: str,
+        request_id: str,
+        price: PriceConfig | None = None,
+    ) -> None:
         self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
         self._model = model
         self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
+        self._price = price
 
     def chunk(self, chunk: Chunk) -> bytes:
         chunk["model"] = self._model
         if not self._include_usage:
             chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
+        elif self._price is not None:
+            usage = usage_of(chunk.get("usage"))
+            if usage is not None:
+                chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
         self._chunk_id = chunk.get("id", self._chunk_id)
         self._created = chunk.get("created", self._created)
         if chunk.get("choices") or self._include_usage:  # the usage-only chunk only when asked
@@ -114,6 +131,8 @@ class OpenAIEncoder:
     def end(self, usage: Usage, reported: bool) -> bytes:
         if self._include_usage and not reported:
             usage_chunk = _usage_chunk(self._chunk_id, self._created, self._model, usage)
+            if self._price is not None:
+                usage_chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
             return b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
         return _DONE
 
@@ -137,8 +156,10 @@ class Relay:
         ticket: Ticket,
         encoder: Encoder,
         opened: OpenedStream,
+        body: dict[str, Any],
     ) -> None:
         self._gateway = gateway
+        self._body = body
         self._telemetry = telemetry
         self._record = record
         self._ticket = ticket
@@ -199,16 +220,22 @@ class Relay:
         record = self._record
         if not self._ended:
             record.outcome = "client_disconnected"
+        gateway = self._gateway
         try:
             await self._opened.stream.aclose()
         finally:
-            usage = self._usage or _approximate(self._ticket, self._texts)
-            record.prompt_tokens, record.completion_tokens = (
-                usage.prompt_tokens,
-                usage.completion_tokens,
-            )
-            await self._gateway.limiter.reconcile(self._ticket.reservation, usage.total_tokens)
-            self._telemetry.emit(record)
+            try:
+                usage = self._usage or _approximate(self._ticket, self._texts)
+                await gateway.settle(record, self._ticket, usage)
+                try:
+                    text = "".join(self._texts)
+                    await gateway.after(record, self._ticket, self._body, None, text)
+                except GatewayError as exc:
+                    # The answer has been sent: a response-phase refusal can only be recorded.
+                    record.error_type = exc.type
+            finally:
+                gateway.leave()
+                self._telemetry.emit(record)
 
 
 class SSEResponse:

@@ -14,16 +14,27 @@ no method awaits, so a check and its transition cannot interleave.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class Breaker:
-    __slots__ = ("_cooldown_s", "_threshold", "failures", "opened_at", "probe_at", "state")
+    """``on_change``, when given, is told each new state (metrics and the dashboard show it)."""
 
-    def __init__(self, failure_threshold: int, cooldown_s: float) -> None:
+    __slots__ = (
+        "_cooldown_s", "_on_change", "_threshold", "failures", "opened_at", "probe_at", "state",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        failure_threshold: int,
+        cooldown_s: float,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
         self._threshold = failure_threshold
         self._cooldown_s = cooldown_s
+        self._on_change = on_change
         self.state = CLOSED
         self.failures = 0  # consecutive
         self.opened_at = 0.0
@@ -43,19 +54,29 @@ class Breaker:
             return True
         if not self.available(now):
             return False
-        self.state, self.probe_at = HALF_OPEN, now
+        self.probe_at = now
+        self._move(HALF_OPEN)
         return True
 
     def success(self) -> None:
-        self.state, self.failures = CLOSED, 0
+        self.failures = 0
+        if self.state != CLOSED:
+            self._move(CLOSED)
 
     def failure(self, now: float) -> bool:
         """Count a failure; ``True`` while the breaker stays closed (a retry may follow)."""
         self.failures += 1
         if self.state == HALF_OPEN or self.failures >= self._threshold:
-            self.state, self.opened_at = OPEN, now
+            self.opened_at = now
+            self._move(OPEN)
             return False
         return True
+
+    def _move(self, state: str) -> None:
+        changed = state != self.state
+        self.state = state
+        if changed and self._on_change is not None:
+            self._on_change(state)
 
     def report(self, now: float) -> dict[str, object]:
         """The state as ``/healthz?verbose=1`` shows it."""

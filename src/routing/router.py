@@ -13,10 +13,12 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..config import AliasConfig, GatewayConfig, RetryConfig
 from ..errors import ModelNotFound
 from ..pricing import PriceTable
+from ..telemetry import CircuitListener
 from .balance import cheapest_order, weighted_order
 from .breaker import Breaker, now
 from .rules import Rules
@@ -43,11 +45,14 @@ class Route:
         config: GatewayConfig,
         breakers: dict[tuple[str, str], Breaker],
         prices: PriceTable,
+        on_circuit: CircuitListener | None,
     ) -> None:
         def target(provider: str, model: str) -> Target:
             key = (provider, model)
             if key not in breakers:
-                breakers[key] = Breaker(config.breaker.failure_threshold, config.breaker.cooldown_s)
+                tell = partial(on_circuit, provider, model) if on_circuit is not None else None
+                spec = config.breaker
+                breakers[key] = Breaker(spec.failure_threshold, spec.cooldown_s, tell)
             return Target(provider, model, breakers[key])
 
         self.name = name
@@ -81,10 +86,14 @@ class Route:
 
 
 class Router:
-    def __init__(self, config: GatewayConfig, prices: PriceTable) -> None:
+    """``on_circuit(provider, model, state)`` is told of every breaker's state changes."""
+
+    def __init__(
+        self, config: GatewayConfig, prices: PriceTable, on_circuit: CircuitListener | None = None
+    ) -> None:
         self.breakers: dict[tuple[str, str], Breaker] = {}
         self._routes = {
-            alias: Route(alias, spec, config, self.breakers, prices)
+            alias: Route(alias, spec, config, self.breakers, prices, on_circuit)
             for alias, spec in config.aliases.items()
         }
         self._rules = Rules(config.routes)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.hostile.faulty_upstream import FaultyUpstream, Sentinel
-from tests.hostile.harness import Exposure, HostileGateway, gateway_config
+from tests.hostile.harness import Exposure, HostileGateway, gateway_config, keyed
 
 FIGURES: dict[str, dict[str, Any]] = {}
 
@@ -66,6 +66,19 @@ def gateway(
     """The shared gateway process; its log, stdout and stderr join the exposure."""
     home = tmp_path_factory.mktemp("hostile-gateway")
     process = HostileGateway(home, gateway_config(upstream.base_url, home / "gateway.log"))
+    process.start()
+    exposure.files += [process.log_file, process.stdout_file, process.stderr_file]
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def keyed_gateway(
+    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HostileGateway]:
+    """A gateway process with a ``clients`` section: every API route needs a key."""
+    home = tmp_path_factory.mktemp("hostile-keyed-gateway")
+    process = HostileGateway(home, keyed(gateway_config(upstream.base_url, home / "gateway.log")))
     process.start()
     exposure.files += [process.log_file, process.stdout_file, process.stderr_file]
     yield process

@@ -40,13 +40,21 @@ SCALE = max(1, int(os.environ.get("HOSTILE_SCALE", "1")))
 PROVIDER_KEY = "sk-canary-" + secrets.token_urlsafe(24)
 AZURE_KEY = "az-canary-" + secrets.token_urlsafe(24)
 ANTHROPIC_KEY = "sk-ant-canary-" + secrets.token_urlsafe(24)
-CANARIES = (PROVIDER_KEY, AZURE_KEY, ANTHROPIC_KEY)
+CLIENT_KEY = "gw-client-canary-" + secrets.token_urlsafe(24)
+ADMIN_KEY = "gw-admin-canary-" + secrets.token_urlsafe(24)
+CANARIES = (PROVIDER_KEY, AZURE_KEY, ANTHROPIC_KEY, CLIENT_KEY, ADMIN_KEY)
 _PIECE = 8
 _REQUEST_ID = re.compile(r"gw-[0-9a-f]{12}")
 
 
 def scaled(count: int) -> int:
     return count * SCALE
+
+
+def keyed(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with one client, ``alice``, whose key is the client canary."""
+    digest = hashlib.sha256(CLIENT_KEY.encode()).hexdigest()
+    return {**config, "clients": {"alice": {"key_sha256": digest}}}
 
 
 def gateway_config(upstream_base: str, log_file: Path, **overrides: Any) -> dict[str, Any]:
@@ -73,6 +81,7 @@ def gateway_config(upstream_base: str, log_file: Path, **overrides: Any) -> dict
         "request_read_timeout_s": 2,
         "shutdown_drain_s": 1,
         "log_file": str(log_file),
+        "ledger_file": str(log_file.parent / "spend.ledger"),
     }
     config.update(overrides)
     return config
@@ -110,7 +119,8 @@ class HostileGateway:
         config_path.write_text(json.dumps(self.config))
         self.port = free_port()
         env = {**os.environ, "GATEWAY_CONFIG": str(config_path), "HOSTILE_KEY": PROVIDER_KEY,
-               "HOSTILE_AZURE_KEY": AZURE_KEY, "HOSTILE_ANTHROPIC_KEY": ANTHROPIC_KEY}
+               "HOSTILE_AZURE_KEY": AZURE_KEY, "HOSTILE_ANTHROPIC_KEY": ANTHROPIC_KEY,
+               "GATEWAY_ADMIN_KEY": ADMIN_KEY}
         with self.stdout_file.open("wb") as out, self.stderr_file.open("wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "src.app:app", "--host", "127.0.0.1",

@@ -93,8 +93,8 @@ def test_disconnects_close_the_upstream_and_leave_nothing_behind(
         port = int(url.rsplit(":", 1)[1])
         idle_tasks = asyncio.run_coroutine_threadsafe(_task_count(), loop).result(5)
         results = asyncio.run(_all(port, count))
-        assert wait_until(lambda: app.in_flight == 0, timeout=5), app.in_flight
-        in_flight_after = app.in_flight
+        assert wait_until(lambda: app.in_flight.count == 0, timeout=5), app.in_flight.count
+        in_flight_after = app.in_flight.count
         assert wait_until(
             lambda: asyncio.run_coroutine_threadsafe(_task_count(), loop).result(5) <= idle_tasks,
             timeout=5,
@@ -125,12 +125,8 @@ def test_disconnects_close_the_upstream_and_leave_nothing_behind(
         in_flight_after=in_flight_after,
         tasks_left_over=max(0, tasks_after - idle_tasks),
         telemetry_lines=len(lines),
-        # every line that reached an upstream carries the usage seen (prompt, and text relayed)
-        upstream_reached_lines_with_usage=sum(
-            1 for line in disconnected
-            if line["provider"] is not None and line["prompt_tokens"] is not None
-        ),
-        upstream_reached_lines=sum(1 for line in disconnected if line["provider"] is not None),
+        mid_stream_lines_with_usage=sum(1 for line in mid_stream_lines
+                                        if (line["completion_tokens"] or 0) >= 2),
     )
     assert not slow_closes, slow_closes
     assert len(lines) == count and len(set(ids)) == count
@@ -141,5 +137,5 @@ def test_disconnects_close_the_upstream_and_leave_nothing_behind(
     assert len(mid_stream_lines) == seen["mid_stream"]
     # The usage seen: a stream cut after some chunks counts the text it relayed.
     assert all(line["completion_tokens"] >= 2 for line in mid_stream_lines)
-    assert all(line["prompt_tokens"] is not None for line in disconnected
-               if line["provider"] is not None)
+    # Left before any answer: nothing was seen, so no usage is claimed (nor charged).
+    assert all(not line["completion_tokens"] for line in disconnected if not line["ttft_ms"])

@@ -1,10 +1,10 @@
 """Path tricks: a request reaches a route only by that route's own path, and never a 500.
 
 ``Host`` headers, absolute-form targets, ``//``, ``..``, ``%2e``, encoded
-slashes, trailing bits and rewrite headers. The gateway matches the path
-uvicorn decoded, exactly: no normalisation, so no trick turns one path into
-another. (Client keys are issue 7's; once routes are protected, these same
-requests must also never reach one without a key.)
+slashes, trailing bits and rewrite headers. The gateway matches the raw path
+exactly: no normalisation, no percent-decoding into a route, so no trick turns
+one path into another. With a ``clients`` section, no trick reaches a
+protected route (or the upstream) without a key.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.hostile.faulty_upstream import FaultyUpstream, directive
-from tests.hostile.harness import HostileGateway, is_envelope
+from tests.hostile.harness import CLIENT_KEY, HostileGateway, is_envelope
 
 CHAT = "/v1/chat/completions"
 
@@ -47,6 +47,23 @@ TRICKS: list[tuple[str, str, bool]] = [
     ("/healthz/../v1/chat/completions", "", False),
     ("/v1/models/../chat/completions", "", False),
     ("*", "", False),
+]
+
+
+PROTECTED = ["/v1/chat/completions", "/v1/chat", "/v1/embeddings", "/v1/messages",
+             "/admin/reload", "/metrics", "/dashboard/data"]
+# Credentials that are not the client's key in its place.
+NOT_A_KEY = [
+    "",
+    "Authorization: Bearer\r\n",
+    "Authorization: Bearer \r\n",
+    "Authorization: Basic YWxpY2U6\r\n",
+    f"Authorization: Bearer {CLIENT_KEY[:-1]}\r\n",
+    f"Authorization: Bearer {CLIENT_KEY}x\r\n",
+    f"Authorization: {CLIENT_KEY}\r\n",
+    f"Cookie: key={CLIENT_KEY}\r\n",
+    f"X-Forwarded-Authorization: Bearer {CLIENT_KEY}\r\n",
+    "X-Client-Id: alice\r\n",
 ]
 
 
@@ -84,3 +101,52 @@ def test_path_tricks_reach_only_the_route_they_name_and_never_500(
         assert reached == 0
         assert b"x-request-id" not in head.lower()
         assert b"location" not in head.lower()
+
+
+@pytest.mark.parametrize(("target", "headers", "is_route"), TRICKS)
+def test_with_client_keys_no_path_trick_reaches_a_protected_route_without_a_key(
+    keyed_gateway: HostileGateway, upstream: FaultyUpstream, figures: Any,
+    target: str, headers: str, is_route: bool,
+) -> None:
+    rid = f"keyed-path-{TRICKS.index((target, headers, is_route))}"
+    body = json.dumps({"model": "chat",
+                       "messages": [{"role": "user", "content": directive(rid, "ok")}]}).encode()
+    for credential in NOT_A_KEY:
+        status, _, answer = _send(keyed_gateway.port, target, headers + credential, body)
+        figures.add("auth_path", keyed_requests=1,
+                    reached_without_key=int(status == 200 or bool(upstream.of(rid))))
+        assert status < 500
+        assert status in ({401} if is_route else {400, 401, 404, 405}), (status, answer)
+        assert is_envelope(status, answer, target)
+    assert upstream.of(rid) == []
+
+
+@pytest.mark.parametrize("path", PROTECTED)
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_every_protected_route_refuses_every_non_key(
+    keyed_gateway: HostileGateway, upstream: FaultyUpstream, figures: Any, path: str, method: str,
+) -> None:
+    rid = f"protected-{path}-{method}"
+    body = json.dumps({"model": "chat",
+                       "messages": [{"role": "user", "content": directive(rid, "ok")}]}).encode()
+    for credential in NOT_A_KEY:
+        for host in ("Host: localhost\r\n", "Host: 169.254.169.254\r\n"):
+            request = (f"{method} {path} HTTP/1.1\r\n{host}{credential}"
+                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                       "Connection: close\r\n\r\n").encode() + body
+            with socket.create_connection(("127.0.0.1", keyed_gateway.port), timeout=10) as sock:
+                sock.sendall(request)
+                raw = b""
+                while chunk := sock.recv(65536):
+                    raw += chunk
+            status = int(raw.split(b" ", 2)[1])
+            figures.add("auth_path", keyed_requests=1, reached_without_key=int(status == 200))
+            assert status in {401, 403, 404, 405}, (path, method, credential, raw[:300])
+    assert upstream.of(rid) == []
+
+
+def test_the_key_itself_opens_the_route(keyed_gateway: HostileGateway) -> None:
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x"}]}).encode()
+    status, _, answer = _send(keyed_gateway.port, CHAT, f"Authorization: Bearer {CLIENT_KEY}\r\n",
+                              body)
+    assert status == 200, answer

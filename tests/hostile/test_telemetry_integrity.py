@@ -133,7 +133,9 @@ def test_a_log_that_cannot_be_written_does_not_stop_serving_and_lost_lines_are_c
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     log_file = "/dev/full" if place == "full disk" else str(blocker / "gateway.log")
-    app = create_app(parse_config(gateway_config(upstream.base_url, Path(log_file))))
+    config = gateway_config(upstream.base_url, Path(log_file),
+                            ledger_file=str(tmp_path / "spend.ledger"))
+    app = create_app(parse_config(config))
     count = scaled(200)
     with serve_in_thread(app) as (url, _):
         with httpx.Client(base_url=url, timeout=10) as client:

@@ -18,9 +18,11 @@ import pytest
 
 from tests.hostile.faulty_upstream import FaultyUpstream, directive
 from tests.hostile.harness import (
+    ADMIN_KEY,
     ANTHROPIC_KEY,
     AZURE_KEY,
     CANARIES,
+    CLIENT_KEY,
     PROVIDER_KEY,
     Exposure,
     HostileGateway,
@@ -103,6 +105,33 @@ def test_client_credential_headers_never_reach_an_upstream(
                 forwarded = str(attempt.headers)
                 assert all(value not in forwarded for value in client_secrets.values())
                 assert "client-canary" not in str(attempt.body)
+
+
+def test_client_and_admin_keys_never_echo_and_never_reach_an_upstream(
+    keyed_gateway: HostileGateway, upstream: FaultyUpstream, exposure: Exposure
+) -> None:
+    near_misses = [CLIENT_KEY, CLIENT_KEY[:-1], CLIENT_KEY + "x", CLIENT_KEY.upper(),
+                   CLIENT_KEY[::-1], ADMIN_KEY]
+    with httpx.Client(base_url=keyed_gateway.base_url, timeout=15) as client:
+        for index, key in enumerate(near_misses):
+            for header in ("authorization", "x-api-key"):
+                value = f"Bearer {key}" if header == "authorization" else key
+                for route in ROUTES:
+                    rid = f"client-key-{index}-{header}-{route}"
+                    body = _body(route, "chat", rid, "echo:401", stream=False)
+                    body["client_id"] = "mallory"  # an impostor claim, answered with a 403
+                    response = client.post(route, json=body,
+                                           headers={header: value, "x-client-id": "mallory"})
+                    exposure.answer(response)
+                    for attempt in upstream.of(rid):
+                        assert CLIENT_KEY not in str(attempt.headers)
+                        assert CLIENT_KEY[:12] not in str(attempt.body)
+            for admin_path in ("/admin/reload", "/metrics", "/dashboard/data"):
+                method = "POST" if admin_path == "/admin/reload" else "GET"
+                response = client.request(method, admin_path,
+                                          headers={"authorization": f"Bearer {key}x"})
+                exposure.answer(response)
+                assert response.status_code in {401, 403, 404}
 
 
 def test_no_form_of_any_canary_appears_anywhere_in_the_suite(
