@@ -48,6 +48,7 @@ class GatewayProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._in_head = True
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -59,39 +60,44 @@ class GatewayProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:  # after a refusal the rest of the request is read and dropped
-            super().data_received(data)
+        if self._refused:  # after a refusal the rest of the request is read and dropped
+            return
+        if self._in_head:
+            # Counted per read, not per header (cheap); an over-count (a body in the same
+            # read) is settled exactly in on_headers_complete. A pipelined head that
+            # arrives in the read ending the previous request is bounded by the read size.
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.max_header_bytes and not self._refused:
+            self._refuse(431, _too_large_head(self.max_header_bytes))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
         if self._read_deadline is None:
             self._arm()
 
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
-        super().on_header(name, value)
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._head_bytes > self.max_header_bytes and self._head_size() > self.max_header_bytes:
+            # Raised inside the parser's callback: the parser stops, and uvicorn answers
+            # through send_400_response, which knows why.
+            self._head_bytes = -1
+            raise _HeadTooLarge
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._in_head, self._head_bytes = True, 0  # what comes next is the next head
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        if self._head_bytes > self.max_header_bytes:
-            self._refuse(431, f"The request head is larger than {self.max_header_bytes} bytes.")
+        if self._head_bytes == -1:
+            self._refuse(431, _too_large_head(self.max_header_bytes))
         else:
             self._refuse(400, f"Invalid HTTP request: {msg}")
 
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.max_header_bytes:
-            # Raised inside the parser's callback: the parser stops, and uvicorn answers
-            # through send_400_response, which sees the count.
-            raise _HeadTooLarge
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _arm(self) -> None:
         self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
@@ -127,6 +133,10 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(_LINGER_S, self.transport.close)
+
+
+def _too_large_head(limit: int) -> str:
+    return f"The request head is larger than {limit} bytes."
 
 
 def _answer(status: int, message: str, url: bytes | None) -> bytes:
