@@ -14,7 +14,7 @@ import calendar
 import time
 
 from .config import BudgetConfig, PriceConfig
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, RuleInfo
 from .pricing import PriceTable
 from .providers import Usage
 from .spend import BudgetDecision
@@ -47,7 +47,8 @@ def format_usd(usd: float) -> str:
 
 
 def refusal(client_id: str, budget: BudgetConfig, decision: BudgetDecision) -> BudgetExceeded:
-    """429 ``budget_exceeded`` naming the budget and the spend, retryable at its reset."""
+    """429 ``budget_exceeded`` naming the budget and the spend, retryable at its reset; its
+    ``rule`` is ``clients.<id>.budget.<field>``."""
     now = time.time()
     spend = decision.spend
     in_flight = f" (of which ${spend.held_usd:.4f} in flight)" if spend.held_usd > 0 else ""
@@ -61,7 +62,13 @@ def refusal(client_id: str, budget: BudgetConfig, decision: BudgetDecision) -> B
         f"Budget exceeded for client_id {client_id}: {decision.exceeded} is ${limit:.2f}"
         f" and ${spent:.4f} is spent {period}{in_flight}. It resets {when}."
     )
-    return BudgetExceeded(message, retry_after_s=max(1, int(reset - now)))
+    reset_s = max(1, int(reset - now))
+    error = BudgetExceeded(message, retry_after_s=reset_s)
+    error.rule = RuleInfo(
+        f"clients.{client_id}.budget.{decision.exceeded}", "budget", f"client:{client_id}",
+        limit, max(0.0, (limit or 0.0) - spent), "usd-micros", reset_s,
+    )  # fmt: skip
+    return error
 
 
 def _next_month(now: float) -> float:

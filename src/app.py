@@ -37,7 +37,15 @@ from .config import ConfigError, GatewayConfig, load_config
 from .config import config_path as default_config_path
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
-from .handling import authenticate, client_for, guarded, impostor, refusal_headers, use_case_of
+from .handling import (
+    authenticate,
+    ceiling_of,
+    client_for,
+    guarded,
+    impostor,
+    refusal_headers,
+    use_case_of,
+)
 from .identity import OPEN_MODE_WARNING, Client
 from .labels import Labels
 from .limiter.memory import MemoryLimiter
@@ -60,6 +68,7 @@ from .service import Gateway
 from .spend.memory import MemorySpendStore
 from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
+from .waiting import CapacityQueue
 from .tracing import Tracing, exporter_names
 from .wire import (
     anthropic_error_response,
@@ -190,9 +199,11 @@ def create_app(
         )
         telemetry = Telemetry(writer, *_views(metrics, rolling, tracing))
         app.state.telemetry = telemetry
+        limiter = MemoryLimiter()
         app.state.gateway = build_gateway(
-            config, policies, MemoryLimiter(), spend, transport, telemetry.circuit_changed
-        )
+            config, policies, limiter, spend, transport, telemetry.circuit_changed,
+            CapacityQueue(limiter, metrics),
+        )  # fmt: skip
         app.state.admin = AdminGuard(config)
         app.state.metrics, app.state.rolling = metrics, rolling
         reloader = app.state.reloader = Reloader(app.state, config_path, transport)
@@ -257,6 +268,7 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         ticket = await gateway.admit(
             record, client, chat.model, tokens.prompt_tokens(body["messages"]),
             chat.completion_budget(), body, use_case=use_case_of(request),
+            ceiling_usd=ceiling_of(request),
         )  # fmt: skip
         headers = {**ticket.headers, "x-request-id": record.request_id}
         if chat.stream:
@@ -311,6 +323,7 @@ async def seed_chat(request: Request) -> Response:
         ticket = await gateway.admit(
             record, client, chat.model, tokens.prompt_tokens(body["messages"]),
             chat.completion_budget(), upstream_body, use_case=use_case_of(request),
+            ceiling_usd=ceiling_of(request),
         )  # fmt: skip
         answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
         reply = {
@@ -348,7 +361,7 @@ async def embeddings(request: Request) -> Response:
         embed = validate_body(EmbeddingsRequest, body)
         ticket = await gateway.admit(
             record, client, embed.model, embed.input_tokens(), 0, body,
-            use_case=use_case_of(request), completes=False,
+            use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=False,
         )  # fmt: skip
         answer = await guarded(ticket, gateway.embed(record, ticket, body))
         headers = {**ticket.headers, "x-request-id": record.request_id}

@@ -36,6 +36,7 @@ from .providers import Providers, TransportFactory
 from .service import Gateway
 from .spend import SpendStore
 from .telemetry import CircuitListener
+from .waiting import CapacityQueue
 from .wire import error_response, json_response
 
 # uvicorn has already waited for running requests when the lifespan ends.
@@ -49,8 +50,11 @@ def build_gateway(
     spend: SpendStore,
     transport: TransportFactory | None,
     on_circuit: CircuitListener | None = None,
+    queue: CapacityQueue | None = None,
 ) -> Gateway:
-    return Gateway(config, Providers(config, transport), limiter, spend, policies, on_circuit)
+    return Gateway(
+        config, Providers(config, transport), limiter, spend, policies, on_circuit, queue
+    )
 
 
 class Reloader:
@@ -91,6 +95,7 @@ class Reloader:
                 current.spend,
                 self._transport,
                 self._state.telemetry.circuit_changed,
+                current.queue,
             )
             self._state.gateway = gateway
             self._retired.append(current)
