@@ -37,6 +37,7 @@ from .config import ConfigError, GatewayConfig, load_config
 from .config import config_path as default_config_path
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
+from .explain import explain
 from .handling import (
     authenticate,
     ceiling_of,
@@ -68,8 +69,8 @@ from .service import Gateway
 from .spend.memory import MemorySpendStore
 from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
-from .waiting import CapacityQueue
 from .tracing import Tracing, exporter_names
+from .waiting import CapacityQueue
 from .wire import (
     anthropic_error_response,
     error_response,
@@ -229,6 +230,7 @@ def create_app(
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
     app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
     app.add_api_route("/v1/messages", messages, methods=["POST"], response_model=None)
+    app.add_api_route("/v1/explain", explain, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
     if metrics is not None:

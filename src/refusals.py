@@ -9,6 +9,7 @@ the telemetry record instead (``shadow`` in the line).
 
 from __future__ import annotations
 
+from .accounting import format_usd
 from .errors import CostCeilingExceeded, GatewayError, InvalidRequest, RateLimited, RuleInfo
 from .identity import Client
 from .limiter import WINDOW_S, Decision
@@ -51,7 +52,7 @@ def ceiling_refusal(quote: Quote, ceiling_usd: float) -> CostCeilingExceeded:
     """400 ``cost_ceiling_exceeded``: no target of the route fits under the client's ceiling."""
     error = CostCeilingExceeded(
         f"The request's quote is {quote.describe()}, above its X-Max-Cost-USD"
-        f" ceiling of ${ceiling_usd:g}; no target of the model fits under it.",
+        f" ceiling of ${format_usd(ceiling_usd)}; no target of the model fits under it.",
         param=CEILING_HEADER,
     )
     error.rule = RuleInfo(

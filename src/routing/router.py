@@ -124,6 +124,12 @@ class Router:
                 param="model",
             ) from None
 
+    def rules_report(
+        self, model: str, client: str, use_case: str | None, prompt: int
+    ) -> list[dict[str, object]]:
+        """Every routing rule, in order, and whether it matches a request."""
+        return self._rules.report(model, client, use_case, prompt)
+
     def health(self) -> list[dict[str, object]]:
         """Every target's breaker, for ``/healthz?verbose=1``."""
         moment = now()
