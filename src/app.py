@@ -35,6 +35,7 @@ from .accounting import COST_HEADER, format_usd
 from .admin import AdminGuard
 from .config import ConfigError, GatewayConfig, load_config
 from .config import config_path as default_config_path
+from .configcheck import refuse_errors
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
 from .explain import explain
@@ -179,6 +180,7 @@ def create_app(
     example with ``httpx.MockTransport``.
     """
     config = config or load_config(config_path)
+    refuse_errors(config, str(config_path or default_config_path()))
     policies = Policies(config, str(config_path or default_config_path()))
     tracing_exporters = exporter_names(config)
     metrics_module.check_multiproc_dir()
