@@ -38,7 +38,7 @@ from .providers import Providers, TransportFactory
 from .service import Gateway
 from .spend import SpendStore
 from .telemetry import CircuitListener
-from .waiting import CapacityQueue
+from .waiting import Waiting
 from .wire import error_response, json_response
 
 # uvicorn has already waited for running requests when the lifespan ends.
@@ -52,7 +52,7 @@ def build_gateway(
     spend: SpendStore,
     transport: TransportFactory | None,
     on_circuit: CircuitListener | None = None,
-    queue: CapacityQueue | None = None,
+    queue: Waiting | None = None,
 ) -> Gateway:
     return Gateway(
         config, Providers(config, transport), limiter, spend, policies, on_circuit, queue

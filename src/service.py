@@ -49,7 +49,7 @@ from .routing import Route, Router, Target
 from .routing.breaker import now
 from .spend import SpendStore
 from .telemetry import Attempt, CallRecord, CircuitListener
-from .waiting import CapacityQueue
+from .waiting import CapacityQueue, Waiting
 
 T = TypeVar("T")
 
@@ -86,14 +86,14 @@ class Gateway:
         spend: SpendStore,
         policies: Policies,
         on_circuit: CircuitListener | None = None,
-        queue: CapacityQueue | None = None,
+        queue: Waiting | None = None,
     ) -> None:
         self.config = config
         self.providers = providers
         self.limiter = limiter
         self.spend = spend
         self.policies = policies
-        self.queue = queue or CapacityQueue(limiter)
+        self.queue: Waiting = queue or CapacityQueue(limiter)
         self.identity = Identity(config)
         self.prices = PriceTable(config)
         self.router = Router(config, self.prices, on_circuit)

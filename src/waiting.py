@@ -36,6 +36,28 @@ class QueueObserver(Protocol):
         ...
 
 
+class Waiting(Protocol):
+    """What the gateway asks of a queue (``CapacityQueue``; replay's never waits)."""
+
+    waiting: int
+
+    def queued(self, client_id: str) -> bool: ...
+
+    def notify(self, client_id: str) -> None: ...
+
+    async def wait(
+        self,
+        client_id: str,
+        limits: Limits,
+        tokens: int,
+        refused: Decision | None,
+        *,
+        timeout_s: float,
+        priority: int,
+        max_length: int,
+    ) -> Decision: ...
+
+
 class _Waiter:
     __slots__ = ("future", "last", "limits", "tokens")
 
