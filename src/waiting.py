@@ -177,14 +177,16 @@ class CapacityQueue:
             served = await self._round(loop.time())
             if served:
                 continue
-            soonest = min((lane.next_try for lane in self._lanes.values()), default=math.inf)
-            delay = max(0.0, soonest - loop.time())
-            if delay > 0:
-                try:
-                    async with asyncio.timeout(min(delay, 60.0)):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+            soonest = min(
+                (lane.next_try for lane in self._lanes.values() if lane.waiters), default=math.inf
+            )
+            # every due lane was just refused, so the soonest retry is ahead: always a real wait
+            delay = min(max(soonest - loop.time(), 0.001), 60.0)
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
         self._dispatcher = None
 
     async def _round(self, now: float) -> bool:

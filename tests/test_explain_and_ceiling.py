@@ -22,7 +22,11 @@ PRICES = {
 # "hello there" is 2 words + 1 for the role: 3 prompt tokens; max_tokens 1000
 BIG = (3 * 10.0 + 1000 * 30.0) / 1e6
 SMALL = (3 * 0.1 + 1000 * 0.4) / 1e6
-BODY = {"model": "mix", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 1000}
+BODY = {
+    "model": "mix",
+    "messages": [{"role": "user", "content": "hello there"}],
+    "max_tokens": 1000,
+}
 
 
 def _hash(key: str) -> str:

@@ -61,7 +61,9 @@ def test_streamed_answers_carry_them_too(base: str) -> None:
         answer.read()
 
 
-def test_a_policy_refusal_names_its_rule_and_scope(base: str, validate_schema: Callable[[Any, str], None]) -> None:
+def test_a_policy_refusal_names_its_rule_and_scope(
+    base: str, validate_schema: Callable[[Any, str], None]
+) -> None:
     answer = _chat(base, "/v1/chat/completions",
                    {**CHAT, "messages": [{"role": "user", "content": "a poem"}]})  # fmt: skip
     assert answer.status_code == 400
@@ -88,9 +90,10 @@ def test_a_budget_refusal_names_its_rule_and_reset(base: str) -> None:
     assert answer.headers["ratelimit"] == (
         f'"clients.payer.budget.usd_per_day";r=0;t={rule["reset_s"]}'
     )
-    assert '"clients.payer.budget.usd_per_day";q=1000000;qu="usd-micros"' in answer.headers[
-        "ratelimit-policy"
-    ]
+    assert (
+        '"clients.payer.budget.usd_per_day";q=1000000;qu="usd-micros"'
+        in answer.headers["ratelimit-policy"]
+    )
 
 
 def test_the_seed_rate_limit_body_stays_exact_and_the_rule_is_in_the_fields(base: str) -> None:

@@ -47,13 +47,18 @@ def test_shadow_rules_never_refuse_and_say_what_they_would_have_done(tmp_path: P
     lines = _lines(config)
     assert len(lines) == 4
     would = [sorted((n["rule"], n["would"]) for n in line["shadow"]) for line in lines]
-    policy_notes = [("policies.freeze", "policy_denied"), ("policies.no-secrets", "content_blocked")]
+    policy_notes = [
+        ("policies.freeze", "policy_denied"),
+        ("policies.no-secrets", "content_blocked"),
+    ]
     # every request: both policies; the budget is spent by the first (a $1e6/Mtok price);
     # the rate limit of 2 would refuse the third and the fourth
     assert would[0] == policy_notes
     assert ("clients.acme.budget.usd_per_day", "budget_exceeded") in would[1]
     for index in (2, 3):
-        assert ("clients.acme.rate_limit.requests_per_minute", "rate_limit_exceeded") in would[index]
+        assert ("clients.acme.rate_limit.requests_per_minute", "rate_limit_exceeded") in would[
+            index
+        ]
     assert all(line["status"] == 200 for line in lines)
     assert (
         'gateway_shadow_decisions_total{rule="policies.freeze",would="policy_denied"} 4.0'
