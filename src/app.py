@@ -2,7 +2,7 @@
 
 ``create_app`` reads the config (a bad one stops start-up with one line naming
 the file and the field); the lifespan opens what the gateway holds (one pooled
-HTTP client per provider, the limiter, the telemetry writer) and closes it at
+HTTP client per provider, the state backend with its limiter, the telemetry writer) and closes it at
 shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
 """
 
@@ -23,10 +23,10 @@ from starlette.types import Receive, Scope, Send
 
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
-from .limiter.memory import MemoryLimiter
 from .models import MAX_CLIENT_ID, ChatCompletionRequest, SeedChatRequest, validate_body
 from .providers import Providers, TransportFactory
 from .service import Gateway, Ticket
+from .state_backend import open_backend
 from .streaming import Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, LineWriter, Telemetry
 from .wire import error_response, json_response, new_request_id, read_json
@@ -81,12 +81,15 @@ def create_app(
         logging.getLogger("uvicorn.access").disabled = True
         providers = Providers(config, transport)
         telemetry = Telemetry(LineWriter(config.log_file))
-        app.state.gateway = Gateway(config, providers, MemoryLimiter())
+        backend = await open_backend(config.state)
+        app.state.gateway = Gateway(config, providers, backend.limiter)
         app.state.telemetry = telemetry
+        app.state.backend = backend
         try:
             yield
         finally:
             await providers.aclose()
+            await backend.aclose()
             telemetry.close()
 
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)

@@ -17,6 +17,7 @@ caller's dialect; nothing else builds error bodies.
     ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request)
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
+    ├── LimiterUnavailable        503 limiter_unavailable   (Redis down and fail_closed)
     └── UpstreamTimeout           504 upstream_timeout
 """
 
@@ -104,6 +105,13 @@ class UpstreamRateLimited(GatewayError):
 
     status = 429
     type = "upstream_rate_limited"
+
+
+class LimiterUnavailable(GatewayError):
+    """The shared limit store cannot be reached and ``state.on_error`` is ``fail_closed``."""
+
+    status = 503
+    type = "limiter_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

@@ -19,6 +19,7 @@ from . import tokens
 from .config import GatewayConfig
 from .errors import (
     GatewayError,
+    LimiterUnavailable,
     PromptTooLarge,
     RateLimited,
     UpstreamError,
@@ -161,7 +162,12 @@ class Gateway:
             headers["x-ratelimit-remaining-tokens"] = str(quota.remaining_tokens)
         return headers
 
-    def _refusal(self, client_id: str, exceeded: str | None, retry_after_s: int) -> RateLimited:
+    def _refusal(self, client_id: str, exceeded: str | None, retry_after_s: int) -> GatewayError:
+        if exceeded == "unavailable":
+            return LimiterUnavailable(
+                "The rate limiter is unavailable, so the request was not served; retry shortly.",
+                headers={"retry-after": str(retry_after_s)},
+            )
         if exceeded == "tokens":
             message = (
                 f"Token rate exceeded for client_id {client_id}"
