@@ -55,7 +55,9 @@ class MemoryBackend:
 
 class RedisBackend:
     def __init__(self, url: str, prefix: str) -> None:
-        self.store = RedisStore(StateConfig(backend="redis", redis_url=url, key_prefix=prefix), SCRIPTS)
+        self.store = RedisStore(
+            StateConfig(backend="redis", redis_url=url, key_prefix=prefix), SCRIPTS
+        )
         self.limiter = RedisLimiter(self.store)
         self.prefix = prefix
         self.client = redis.asyncio.Redis.from_url(url)
@@ -246,5 +248,8 @@ async def test_max_tokens_above_the_whole_limit_runs_alone_in_an_empty_window(
     refused = await client.post("/v1/chat/completions", json=chat_body(max_tokens=5000))
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "rate_limit_exceeded"
-    assert refused.json()["error"]["message"] == "Token rate exceeded for client_id anonymous (100 tokens/min)."
+    assert (
+        refused.json()["error"]["message"]
+        == "Token rate exceeded for client_id anonymous (100 tokens/min)."
+    )
     assert len(upstream.calls) == 1

@@ -1,0 +1,126 @@
+"""Several real gateway processes (``uvicorn``) sharing one Redis enforce one limit, exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.gateway_process import GatewayProcess, write_config
+
+LIMIT = 40
+BURST = 120
+
+
+def stub_config(tmp_path: Path, state: dict[str, Any], rpm: int = LIMIT) -> dict[str, Any]:
+    """Stub mode (the key variable is unset), so no upstream is needed."""
+    return {
+        "providers": {
+            "stub": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "GATEWAY_TEST_UNSET_KEY"}
+        },
+        "aliases": {"default-chat": {"provider": "stub", "model": "m"}},
+        "rate_limit": {"requests_per_minute": rpm},
+        "log_file": str(tmp_path / "gateway.log"),
+        "state": state,
+    }
+
+
+@pytest.fixture
+def gateways() -> Iterator[list[GatewayProcess]]:
+    started: list[GatewayProcess] = []
+    yield started
+    for gateway in started:
+        gateway.stop()
+
+
+def start(gateways: list[GatewayProcess], config: Path, *args: str) -> GatewayProcess:
+    gateway = GatewayProcess(config, free_port(), *args)
+    gateways.append(gateway)
+    gateway.start()
+    return gateway
+
+
+async def burst(urls: list[str], count: int, client_id: str) -> list[tuple[str, int]]:
+    """``count`` concurrent requests, spread round-robin over ``urls``: (url, status) each."""
+    body = {"model": "default-chat", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-client-id": client_id}
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one(url: str) -> tuple[str, int]:
+            response = await client.post(f"{url}/v1/chat/completions", json=body, headers=headers)
+            return url, response.status_code
+
+        return await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(count)))
+
+
+async def test_two_gateways_on_one_redis_admit_exactly_the_limit_of_a_burst(
+    tmp_path, gateways, redis_url, redis_prefix
+):
+    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}
+    config = write_config(tmp_path / "config.json", stub_config(tmp_path, state))
+    first, second = start(gateways, config), start(gateways, config)
+
+    results = await burst([first.url, second.url], BURST, "shared-client")
+    statuses = [status for _, status in results]
+    assert statuses.count(200) == LIMIT
+    assert statuses.count(429) == BURST - LIMIT
+    assert {url for url, _ in results} == {first.url, second.url}
+
+
+async def test_two_workers_on_redis_admit_exactly_the_limit_and_do_not_warn(
+    tmp_path, gateways, redis_url, redis_prefix
+):
+    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}
+    config = write_config(tmp_path / "config.json", stub_config(tmp_path, state))
+    gateway = start(gateways, config, "--workers", "2")
+
+    statuses = [status for _, status in await burst([gateway.url], BURST, "workers-client")]
+    assert statuses.count(200) == LIMIT
+    assert "each worker enforces its own limits" not in gateway.stop()
+
+
+async def test_two_workers_on_the_memory_backend_warn_once_each_at_start_up(tmp_path, gateways):
+    config = write_config(tmp_path / "config.json", stub_config(tmp_path, {"backend": "memory"}))
+    gateway = start(gateways, config, "--workers", "2")
+
+    def warnings() -> list[str]:
+        lines = gateway.stderr().splitlines()
+        return [line for line in lines if "each worker enforces its own limits" in line]
+
+    deadline = time.monotonic() + 15
+    while len(warnings()) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    gateway.stop()
+    assert len(warnings()) == 2  # one line per worker process
+    assert warnings()[0].startswith("gateway: warning: state.backend is memory with 2 workers")
+
+
+async def test_a_gateway_starts_without_redis_and_fails_closed_with_a_line_on_stderr(
+    tmp_path, gateways
+):
+    state = {
+        "backend": "redis",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        "on_error": "fail_closed",
+    }
+    config = write_config(tmp_path / "config.json", stub_config(tmp_path, state))
+    gateway = start(gateways, config)
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "default-chat", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "limiter_unavailable"
+    stderr = gateway.stop()
+    assert "gateway: redis not reachable at start-up" in stderr
+    assert "gateway: redis unavailable (admit: ConnectionError" in stderr
+    log = (tmp_path / "gateway.log").read_text()
+    assert "limiter_unavailable" in log and "redis" not in log.lower()
