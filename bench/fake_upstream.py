@@ -93,9 +93,12 @@ def build_reply(model: str, stream: bool, include_usage: bool, keep_alive: bool)
     connection = b"" if keep_alive else b"Connection: close\r\n"
     if not stream:
         body = completion_body(model)
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
-            len(body),
-            connection,
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+            % (
+                len(body),
+                connection,
+            )
         )
         return b"", head + body
     head = (
@@ -108,7 +111,16 @@ def build_reply(model: str, stream: bool, include_usage: bool, keep_alive: bool)
 
 
 def error_reply(status: str, message: str, keep_alive: bool) -> Reply:
-    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    )
     connection = b"" if keep_alive else b"Connection: close\r\n"
     head = b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
         status.encode(),
@@ -143,13 +155,15 @@ def reply_for(cache: ReplyCache, body: bytes, keep_alive: bool) -> Reply:
     stream = request.get("stream") is True
     options = request.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    return cache.get(model if isinstance(model, str) else "fake-model", stream, include_usage, keep_alive)
+    return cache.get(
+        model if isinstance(model, str) else "fake-model", stream, include_usage, keep_alive
+    )
 
 
 class Head:
     """What the parser kept of a request head while its body is arriving."""
 
-    __slots__ = ("keep_alive", "length", "error")
+    __slots__ = ("error", "keep_alive", "length")
 
     def __init__(self, keep_alive: bool, length: int, error: Reply | None = None) -> None:
         self.keep_alive = keep_alive
@@ -157,11 +171,16 @@ class Head:
         self.error = error
 
 
+def unframeable(status: str, message: str) -> Head:
+    """A request whose end cannot be found: answer, then close the connection."""
+    return Head(False, 0, error_reply(status, message, False))
+
+
 def parse_head(raw: bytes) -> Head:
     lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        return Head(False, 0, error_reply("400 Bad Request", "malformed request line", False))
+        return unframeable("400 Bad Request", "malformed request line")
     method, target, version = parts
     keep_alive = version == b"HTTP/1.1"
     length = 0
@@ -171,19 +190,21 @@ def parse_head(raw: bytes) -> Head:
         value = value.strip().lower()
         if name == b"content-length":
             if not value.isdigit():
-                return Head(False, 0, error_reply("400 Bad Request", "bad Content-Length", False))
+                return unframeable("400 Bad Request", "bad Content-Length")
             length = int(value)
         elif name == b"connection":
             keep_alive = value != b"close" if version == b"HTTP/1.1" else value == b"keep-alive"
         elif name == b"transfer-encoding":
             # Benchmark clients (wrk, httpx, aiohttp) send Content-Length for
             # JSON bodies; refusing chunked bodies keeps the parser tiny.
-            return Head(False, 0, error_reply("501 Not Implemented", "chunked request bodies are not supported", False))
-    path = target.partition(b"?")[0]
-    if path != CHAT_PATH:
+            return unframeable("501 Not Implemented", "chunked request bodies are not supported")
+    # Wrong path or method: the framing is fine, so the connection stays usable.
+    if target.partition(b"?")[0] != CHAT_PATH:
         return Head(keep_alive, length, error_reply("404 Not Found", "unknown path", keep_alive))
     if method != b"POST":
-        return Head(keep_alive, length, error_reply("405 Method Not Allowed", "use POST", keep_alive))
+        return Head(
+            keep_alive, length, error_reply("405 Method Not Allowed", "use POST", keep_alive)
+        )
     return Head(keep_alive, length)
 
 
@@ -204,7 +225,9 @@ class UpstreamProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         if self._delay_s > 0:
             self._queue = asyncio.Queue()
-            asyncio.get_running_loop().create_task(self._delayed_writer(self._transport, self._queue))
+            asyncio.get_running_loop().create_task(
+                self._delayed_writer(self._transport, self._queue)
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._queue is not None:
@@ -232,7 +255,8 @@ class UpstreamProtocol(asyncio.Protocol):
                 end = buf.find(b"\r\n\r\n", pos)
                 if end < 0:
                     if len(buf) - pos > MAX_HEAD:
-                        self._send(immediate, error_reply("431 Request Header Fields Too Large", "head too large", False))
+                        status = "431 Request Header Fields Too Large"
+                        self._send(immediate, error_reply(status, "head too large", False))
                         self._close_after_writes(immediate)
                         return
                     break
@@ -273,7 +297,9 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             self._queue.put_nowait(None)
 
-    async def _delayed_writer(self, transport: asyncio.Transport, queue: asyncio.Queue[Reply | None]) -> None:
+    async def _delayed_writer(
+        self, transport: asyncio.Transport, queue: asyncio.Queue[Reply | None]
+    ) -> None:
         while (reply := await queue.get()) is not None:
             if transport.is_closing():
                 return
@@ -288,7 +314,9 @@ class UpstreamProtocol(asyncio.Protocol):
 async def serve(host: str, port: int, delay_s: float) -> None:
     loop = asyncio.get_running_loop()
     cache = ReplyCache()
-    server = await loop.create_server(lambda: UpstreamProtocol(cache, delay_s), host, port, backlog=4096)
+    server = await loop.create_server(
+        lambda: UpstreamProtocol(cache, delay_s), host, port, backlog=4096
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -298,7 +326,9 @@ async def serve(host: str, port: int, delay_s: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--first-token-delay-ms", type=float, default=0.0)

@@ -22,10 +22,8 @@ STREAM_BODY = (
 @dataclass(frozen=True)
 class ProbeResult:
     status: int
-    headers: dict[str, str]
     body: bytes
     first_data_s: float | None  # request sent -> first "data:" byte seen
-    total_s: float
 
 
 class _Reader:
@@ -53,7 +51,11 @@ class _Reader:
 
     def _note_data(self) -> None:
         # Chunk-size lines are hex digits, so "data:" can only be SSE payload.
-        if self.first_data_s is None and self.body_start >= 0 and self.buf.find(b"data:", self.body_start) >= 0:
+        if (
+            self.first_data_s is None
+            and self.body_start >= 0
+            and self.buf.find(b"data:", self.body_start) >= 0
+        ):
             self.first_data_s = self._last_recv - self._sent_at
 
     def until(self, size: int) -> None:
@@ -108,7 +110,7 @@ class HttpProbe:
         sent_at = time.perf_counter()
         try:
             self._sock.sendall(request)
-            result, keep_alive = self._read(_Reader(self._sock, sent_at), sent_at)
+            result, keep_alive = self._read(_Reader(self._sock, sent_at))
         except BaseException:
             self.close()
             raise
@@ -117,7 +119,7 @@ class HttpProbe:
         return result
 
     @staticmethod
-    def _read(reader: _Reader, sent_at: float) -> tuple[ProbeResult, bool]:
+    def _read(reader: _Reader) -> tuple[ProbeResult, bool]:
         while (end := reader.buf.find(b"\r\n\r\n")) < 0:
             reader.more()
         lines = bytes(reader.buf[:end]).decode("latin-1").split("\r\n")
@@ -136,5 +138,4 @@ class HttpProbe:
             body = bytes(reader.buf[reader.body_start : reader.body_start + length])
         else:
             raise ConnectionError("response has neither chunked framing nor Content-Length")
-        result = ProbeResult(status, headers, body, reader.first_data_s, time.perf_counter() - sent_at)
-        return result, keep_alive
+        return ProbeResult(status, body, reader.first_data_s), keep_alive

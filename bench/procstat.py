@@ -54,7 +54,8 @@ class RssSampler:
             lo = bisect.bisect_left(self._times, start)
             hi = bisect.bisect_right(self._times, end)
             window = self._values[lo:hi]
-        return max(window, default=rss_kib(self._pid))
+        # A round shorter than one poll interval has no sample: read it now.
+        return max(window) if window else rss_kib(self._pid)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):

@@ -51,7 +51,9 @@ def parse_output(stdout: str) -> WrkResult:
     raise RuntimeError(f"wrk printed no {MARKER.strip()} line:\n{stdout}")
 
 
-def run_wrk(url: str, mode: str, concurrency: int, duration_s: int, cpu: int, api_key: str | None = None) -> WrkResult:
+def run_wrk(
+    url: str, mode: str, concurrency: int, duration_s: int, cpu: int, api_key: str | None = None
+) -> WrkResult:
     """One wrk round, pinned to ``cpu``, single thread, bounded by ``duration_s``."""
     cmd = [
         "taskset", "-c", str(cpu),
@@ -63,7 +65,11 @@ def run_wrk(url: str, mode: str, concurrency: int, duration_s: int, cpu: int, ap
     if api_key:
         env["BENCH_API_KEY"] = api_key
     # The timeout is a safety net: wrk stops itself after duration_s.
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration_s + 30, check=False)
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=duration_s + 30, check=False
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        raise RuntimeError(
+            f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
+        )
     return parse_output(done.stdout)

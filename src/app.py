@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,7 +46,10 @@ class GatewayApp:
     def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.state = api.state
-        self._direct = {"/v1/chat/completions": chat_completions, "/v1/chat": seed_chat}
+        self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
+            "/v1/chat/completions": chat_completions,
+            "/v1/chat": seed_chat,
+        }
 
     def lifespan(self) -> Any:
         return self.api.router.lifespan_context(self.api)
@@ -95,14 +98,16 @@ def create_app(
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route(
+        "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
+    )
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
     return GatewayApp(app)
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Response | SSEResponse:
     """OpenAI's chat completions, streamed or not; the caller is ``X-Client-Id`` or anonymous."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry

@@ -17,13 +17,12 @@ stream ends, however it ends.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import orjson
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from . import tokens
@@ -140,8 +139,9 @@ class Relay:
         record = self._record
         if not self._ended:
             record.outcome = "client_disconnected"
-        with anyio.CancelScope(shield=True):
+        try:
             await self._opened.stream.aclose()
+        finally:
             usage = self._usage or _approximate(self._ticket, self._texts)
             record.prompt_tokens, record.completion_tokens = (
                 usage.prompt_tokens,
@@ -151,18 +151,47 @@ class Relay:
             self._telemetry.emit(record)
 
 
-class SSEResponse(StreamingResponse):
-    """``text/event-stream`` over a ``Relay``, finishing it whatever happens to the send."""
+class SSEResponse:
+    """The ASGI response of a stream: events out as they come, upstream cut when the client leaves.
+
+    A watcher task waits for the server's ``http.disconnect`` and cancels the
+    sending task, which is then awaiting the upstream or the client: the
+    relay's ``finish`` closes the upstream at once. (Plain asyncio tasks
+    rather than an anyio task group per stream: same behaviour, less work.)
+    """
 
     def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
-        super().__init__(relay.events(), headers=headers, media_type="text/event-stream")
         self._relay = relay
+        self._headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
+        self._disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        watcher = asyncio.create_task(self._watch(receive, sender))
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            async for event in self._relay.events():
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not self._disconnected:
+                raise
+            sender.uncancel()  # our own cancellation: the client left, nothing more to do
+        except OSError:
+            pass  # the connection broke under a send: the client is gone
         finally:
+            watcher.cancel()
             await self._relay.finish()
+
+    async def _watch(self, receive: Receive, sender: asyncio.Task[None]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._disconnected = True
+        sender.cancel()
 
 
 def _collect_text(choices: object, texts: list[str]) -> None:

@@ -20,6 +20,7 @@ import orjson
 
 from ..errors import UpstreamRejected
 from .base import AttemptFailed, Chunk
+from .sse import SSEDecoder
 
 # Statuses that mean the request itself is wrong: every target would refuse it.
 _REQUEST_FAULTS = frozenset({400, 413, 422})
@@ -50,21 +51,27 @@ class OpenAIProvider:
         self._timeout_s = timeout_s
         # Built once, not per request.
         self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
-        self._headers = {"content-type": "application/json", "accept": "application/json"}
-        if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._json_headers = httpx.Headers(
+            {"content-type": "application/json", "accept": "application/json", **auth}
+        )
+        self._sse_headers = httpx.Headers(
+            {"content-type": "application/json", "accept": "text/event-stream", **auth}
+        )
         self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
 
-    def _request(self, payload: bytes) -> httpx.Request:
+    def _request(self, payload: bytes, headers: httpx.Headers) -> httpx.Request:
         return httpx.Request(
-            "POST", self._url, headers=self._headers, content=payload, extensions=self._extensions
+            "POST", self._url, headers=headers, content=payload, extensions=self._extensions
         )
 
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = orjson.dumps({**body, "model": model})
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._transport.handle_async_request(self._request(payload))
+                response = await self._transport.handle_async_request(
+                    self._request(payload, self._json_headers)
+                )
                 content = await _read(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
@@ -90,7 +97,9 @@ class OpenAIProvider:
         payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._transport.handle_async_request(self._request(payload))
+                response = await self._transport.handle_async_request(
+                    self._request(payload, self._sse_headers)
+                )
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         if response.status_code != 200:
@@ -145,7 +154,12 @@ class OpenAIProvider:
 
 
 class _SSEStream:
-    """OpenAI server-sent events in, chunk dicts out."""
+    """OpenAI server-sent events in, chunk dicts out.
+
+    A silent upstream is cut by the transport's read timeout. One that keeps
+    sending bytes without completing an event (a drip) is cut here, once no
+    event has arrived for the provider's timeout.
+    """
 
     def __init__(self, provider: OpenAIProvider, response: httpx.Response) -> None:
         self._provider = provider
@@ -153,35 +167,40 @@ class _SSEStream:
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
         provider = self._provider
-        lines = self._response.aiter_lines()
+        decoder = SSEDecoder()
+        clock = asyncio.get_running_loop().time
+        last_event = clock()
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(provider._timeout_s):
-                        line = await anext(lines)
-                except StopAsyncIteration:
-                    raise AttemptFailed(
-                        "bad_response", provider._stream_message("ended the stream without [DONE]")
-                    ) from None
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments and event names
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise AttemptFailed(
-                        "bad_response", provider._stream_message("sent an event that is not JSON")
-                    ) from None
-                if not isinstance(chunk, dict):
-                    raise AttemptFailed(
-                        "bad_response",
-                        provider._stream_message("sent an event that is not an object"),
-                    )
-                yield chunk
+            async for raw in self._response.stream:  # type: ignore[union-attr]
+                events = decoder.feed(raw)
+                if not events:
+                    if clock() - last_event > provider._timeout_s:
+                        raise TimeoutError
+                    continue
+                last_event = clock()
+                for data in events:
+                    if data == b"[DONE]":
+                        return
+                    yield self._chunk(data)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise provider._transport_failure(exc) from None
+        raise AttemptFailed(
+            "bad_response", provider._stream_message("ended the stream without [DONE]")
+        )
+
+    def _chunk(self, data: bytes) -> Chunk:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise AttemptFailed(
+                "bad_response", self._provider._stream_message("sent an event that is not JSON")
+            ) from None
+        if not isinstance(chunk, dict):
+            raise AttemptFailed(
+                "bad_response",
+                self._provider._stream_message("sent an event that is not an object"),
+            )
+        return chunk
 
     async def aclose(self) -> None:
         await self._response.aclose()
