@@ -12,13 +12,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .config import StateConfig
 from .limiter import Limiter
 from .limiter.memory import MemoryLimiter
-from .limiter.redis import SCRIPTS as LIMITER_SCRIPTS
-from .limiter.redis import RedisLimiter
-from .redis_store import RedisStore
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStore
 
 log = logging.getLogger("gateway.state")
 
@@ -52,6 +53,11 @@ async def open_backend(config: StateConfig) -> StateBackend:
                 workers,
             )
         return StateBackend(MemoryLimiter())
+    # Imported here: redis-py takes ~0.1 s to import, which the memory backend need not pay.
+    from .limiter.redis import SCRIPTS as LIMITER_SCRIPTS
+    from .limiter.redis import RedisLimiter
+    from .redis_store import RedisStore
+
     store = RedisStore(config, LIMITER_SCRIPTS)
     await store.start()
     return StateBackend(RedisLimiter(store), store)
