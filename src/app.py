@@ -1,14 +1,23 @@
 """The HTTP layer: translates requests into the pipeline and its results back into HTTP.
 
-``create_app`` reads the config (a bad one stops start-up with one line naming
-the file and the field); the lifespan opens what the gateway holds (one pooled
-HTTP client per provider, the state backend with its limiter, the telemetry writer) and closes it at
-shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
+``create_app`` reads the config and loads its policy hooks (a bad one stops
+start-up with one line naming the file and the field); the lifespan opens what
+the gateway holds (one pooled transport per provider; the state backend, i.e.
+the limiter and the spend store, in memory with the ledger or in Redis; the
+telemetry writer and its sinks: metrics, the dashboard's rolling aggregate,
+tracing; the SIGHUP reload handler) and closes it at shutdown. ``app`` is what
+``uvicorn src.app:app`` serves.
+
+Each request takes ``state.gateway`` once, when it starts, and uses that
+gateway to its end: a reload swaps ``state.gateway`` without touching the
+requests already running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,17 +28,46 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from . import metrics as metrics_module
+from . import tokens
+from .accounting import COST_HEADER, format_usd
+from .admin import AdminGuard
 from .config import ConfigError, GatewayConfig, load_config
+from .config import config_path as default_config_path
+from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound
-from .models import MAX_CLIENT_ID, ChatCompletionRequest, SeedChatRequest, validate_body
-from .providers import Providers, TransportFactory
-from .service import Gateway, Ticket
+from .handling import authenticate, client_for, guarded, impostor, refusal_headers, use_case_of
+from .identity import OPEN_MODE_WARNING, Client
+from .labels import Labels
+from .logfile import LineWriter
+from .messages_api import messages
+from .metrics import InFlight, Metrics
+from .models import (
+    MAX_CLIENT_ID,
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    KeyedSeedChatRequest,
+    SeedChatRequest,
+    validate_body,
+)
+from .policies import Policies
+from .providers import TransportFactory
+from .reload import Reloader, admin_reload, build_gateway
+from .rolling import Rolling
+from .service import Gateway
 from .state_backend import open_backend
-from .streaming import Relay, SSEResponse, open_stream
-from .telemetry import CallRecord, LineWriter, Telemetry
-from .wire import error_response, json_response, new_request_id, read_json
+from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
+from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
+from .tracing import Tracing, exporter_names
+from .wire import (
+    anthropic_error_response,
+    error_response,
+    json_response,
+    new_request_id,
+    read_json,
+)
 
 _STARTED = int(time.time())
 
@@ -43,12 +81,15 @@ class GatewayApp:
     runs the lifespan. ``state`` is FastAPI's, so handlers read it the same way.
     """
 
-    def __init__(self, api: FastAPI) -> None:
+    def __init__(self, api: FastAPI, in_flight: InFlight) -> None:
         self.api = api
         self.state = api.state
+        self.in_flight = in_flight
         self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
             "/v1/chat/completions": chat_completions,
             "/v1/chat": seed_chat,
+            "/v1/embeddings": embeddings,
+            "/v1/messages": messages,
         }
 
     def lifespan(self) -> Any:
@@ -60,148 +101,314 @@ class GatewayApp:
             await self.api(scope, receive, send)
             return
         scope["app"] = self.api
-        request = Request(scope, receive)
+        watch = _DisconnectWatch(receive)
+        request = Request(scope, watch.receive)
+        self.in_flight.enter()
         try:
-            response = await handler(request)
-        except Exception as exc:
-            response = await _unexpected(request, exc)
-        await response(scope, receive, send)
+            try:
+                response = await handler(request)
+            except asyncio.CancelledError:
+                if watch.stop():
+                    return  # the client left while the answer was being made
+                raise
+            except Exception as exc:
+                response = await _unexpected(request, exc)
+            watch.stop()
+            await response(scope, receive, send)
+        finally:
+            self.in_flight.leave()
+
+
+class _DisconnectWatch:
+    """Cancels the handler when the client leaves before its answer is ready.
+
+    Once the body has been read, a watcher task waits for ``http.disconnect``;
+    cancelling the handler cancels the upstream call, so an abandoned request
+    stops costing upstream work at once. Streams watch for themselves
+    (``SSEResponse``), so the watcher stops before the response is sent.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._handler = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._fired = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            self._watcher = asyncio.create_task(self._watch())
+        return message
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._fired = True
+        if self._handler is not None:
+            self._handler.cancel()
+
+    def stop(self) -> bool:
+        """Stop watching; true when the watcher cancelled the handler (the client left)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._fired and self._handler is not None:
+            self._handler.uncancel()
+        return self._fired
 
 
 def create_app(
-    config: GatewayConfig | None = None, *, transport: TransportFactory | None = None
+    config: GatewayConfig | None = None,
+    *,
+    transport: TransportFactory | None = None,
+    config_path: str | os.PathLike[str] | None = None,
 ) -> GatewayApp:
-    """The gateway app for ``config`` (default: the file named by ``GATEWAY_CONFIG``).
+    """The gateway app for ``config``, or the one in ``config_path`` (default: the file
+    named by ``GATEWAY_CONFIG``). Reloads read ``config_path`` (same default).
 
     ``transport`` replaces the HTTP transport of every provider client, for
     example with ``httpx.MockTransport``.
     """
-    config = config or load_config()
+    config = config or load_config(config_path)
+    policies = Policies(config, str(config_path or default_config_path()))
+    tracing_exporters = exporter_names(config)
+    metrics_module.check_multiproc_dir()
+    labels = Labels(config)
+    metrics = Metrics(config, labels) if config.metrics.enabled else None
+    in_flight = InFlight(metrics)
+    rolling = Rolling(config, labels, in_flight) if metrics is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The telemetry line is the access log: uvicorn's own would double every request.
         logging.getLogger("uvicorn.access").disabled = True
-        providers = Providers(config, transport)
-        telemetry = Telemetry(LineWriter(config.log_file))
-        backend = await open_backend(config.state)
-        app.state.gateway = Gateway(config, providers, backend.limiter)
+        if config.clients is None:
+            print(OPEN_MODE_WARNING, file=sys.stderr, flush=True)
+        backend = app.state.backend = await open_backend(config)
+        tracing = Tracing(config, tracing_exporters) if tracing_exporters else None
+        writer = LineWriter(
+            config.log_file, max_bytes=config.log_max_bytes, backups=config.log_backups
+        )
+        telemetry = Telemetry(writer, *_views(metrics, rolling, tracing))
         app.state.telemetry = telemetry
-        app.state.backend = backend
+        app.state.gateway = build_gateway(
+            config, policies, backend.limiter, backend.spend, transport, telemetry.circuit_changed
+        )
+        app.state.admin = AdminGuard(config)
+        app.state.metrics, app.state.rolling = metrics, rolling
+        reloader = app.state.reloader = Reloader(app.state, config_path, transport)
+        reloader.install_signal()
         try:
             yield
         finally:
-            await providers.aclose()
+            reloader.remove_signal()
+            await reloader.aclose()
             await backend.aclose()
             telemetry.close()
+            if tracing is not None:
+                tracing.close()
+            metrics_module.mark_process_dead()
 
     app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_api_route(
         "/v1/chat/completions", chat_completions, methods=["POST"], response_model=None
     )
     app.add_api_route("/v1/chat", seed_chat, methods=["POST"])
+    app.add_api_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.add_api_route("/v1/messages", messages, methods=["POST"], response_model=None)
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
-    return GatewayApp(app)
+    if metrics is not None:
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
+        app.add_api_route("/dashboard", dashboard_page, methods=["GET"])
+        app.add_api_route("/dashboard/data", dashboard_data, methods=["GET"])
+    app.add_api_route("/admin/reload", admin_reload, methods=["POST"])
+    return GatewayApp(app, in_flight)
+
+
+def _views(
+    metrics: Metrics | None, rolling: Rolling | None, tracing: Tracing | None
+) -> tuple[list[Sink], list[CircuitListener]]:
+    """What the telemetry emit feeds: the sinks of each request, the circuit listeners."""
+    sinks: list[Sink] = []
+    listeners: list[CircuitListener] = []
+    if metrics is not None and rolling is not None:
+        sinks += [metrics.observe, rolling.observe]
+        listeners += [metrics.circuit_changed, rolling.circuit_changed]
+    if tracing is not None:
+        sinks.append(tracing.observe)
+    return sinks, listeners
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
-    """OpenAI's chat completions, streamed or not; the caller is ``X-Client-Id`` or anonymous."""
+    """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
-    client_id = (request.headers.get("x-client-id") or "anonymous")[:MAX_CLIENT_ID]
-    record = CallRecord(new_request_id(), "/v1/chat/completions", client_id)
+    record = CallRecord(new_request_id(), "/v1/chat/completions", "anonymous")
+    client: Client | None = None
     streaming = False
+    gateway.enter()
     try:
+        client = client_for(gateway, request, record)
         body = await read_json(request, gateway.config.max_body_bytes)
         chat = validate_body(ChatCompletionRequest, body)
-        ticket = await gateway.admit(record, chat, body)
+        ticket = await gateway.admit(
+            record, client, chat.model, tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(), body, use_case=use_case_of(request),
+        )  # fmt: skip
         headers = {**ticket.headers, "x-request-id": record.request_id}
         if chat.stream:
-            opened = await _guarded(gateway, ticket, open_stream(gateway, record, ticket, body))
+            opened = await guarded(ticket, open_stream(gateway, record, ticket, body))
             streaming = True
-            relay = Relay(gateway, telemetry, record, ticket, chat, opened)
+            price = gateway.prices.price(record.provider or "", record.upstream_model or "")
+            encoder = OpenAIEncoder(chat, ticket.model, record.request_id, price)
+            relay = Relay(gateway, telemetry, record, ticket, encoder, opened, body)
             return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, body))
-        return json_response(answer, headers=headers)
+        answer = await guarded(ticket, gateway.complete(record, ticket, body))
+        return json_response(answer, headers=_with_cost(headers, record))
     except GatewayError as exc:
-        return await _refuse(gateway, record, exc, openai=True)
+        return await _refuse(gateway, record, client, exc, openai=True)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
     finally:
         if not streaming:
+            gateway.leave()
             telemetry.emit(record)
 
 
 async def seed_chat(request: Request) -> Response:
-    """The gateway's own simple dialect: the caller in the body, a flat answer."""
+    """The gateway's own simple dialect: the caller in the body (or its API key), a flat answer."""
     gateway: Gateway = request.app.state.gateway
     telemetry: Telemetry = request.app.state.telemetry
     record = CallRecord(new_request_id(), "/v1/chat", "anonymous")
+    client: Client | None = None
+    gateway.enter()
     try:
+        keyed = not gateway.identity.open
+        if keyed:
+            client = authenticate(gateway, request, record)
         body = await read_json(request, gateway.config.max_body_bytes)
-        if isinstance(body, dict) and isinstance(body.get("client_id"), str) and body["client_id"]:
-            record.client_id = body["client_id"][:MAX_CLIENT_ID]
-        chat = validate_body(SeedChatRequest, body)
+        claimed = body.get("client_id") if isinstance(body, dict) else None
+        if not keyed and isinstance(claimed, str) and claimed:
+            record.client_id = claimed[:MAX_CLIENT_ID]
+        chat = validate_body(KeyedSeedChatRequest if keyed else SeedChatRequest, body)
         if chat.stream:
             raise InvalidRequest(
                 "/v1/chat does not stream; use /v1/chat/completions with stream=true.",
                 param="stream",
             )
+        if client is None:
+            client = gateway.identity.default
+        elif claimed is not None and claimed != client.id:
+            raise impostor("The body's client_id", claimed, client)
         upstream_body = {k: v for k, v in body.items() if k != "client_id"}
-        ticket = await gateway.admit(record, chat, upstream_body)
-        answer = await _guarded(gateway, ticket, gateway.complete(record, ticket, upstream_body))
+        ticket = await gateway.admit(
+            record, client, chat.model, tokens.prompt_tokens(body["messages"]),
+            chat.completion_budget(), upstream_body, use_case=use_case_of(request),
+        )  # fmt: skip
+        answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
         reply = {
             "id": record.request_id,
-            "model": ticket.alias,
+            "model": ticket.model,
             "provider": record.provider,
             "usage": answer["usage"],
             "message": _first_message(answer),
         }
-        return json_response(reply, headers={**ticket.headers, "x-request-id": record.request_id})
+        headers = {**ticket.headers, "x-request-id": record.request_id}
+        return json_response(reply, headers=_with_cost(headers, record))
     except GatewayError as exc:
-        return await _refuse(gateway, record, exc, openai=False)
+        return await _refuse(gateway, record, client, exc, openai=False)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
     except BaseException:
         record.status, record.error_type, record.outcome = 500, "internal_error", "error"
         raise
     finally:
+        gateway.leave()
+        telemetry.emit(record)
+
+
+async def embeddings(request: Request) -> Response:
+    """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
+    gateway: Gateway = request.app.state.gateway
+    telemetry: Telemetry = request.app.state.telemetry
+    record = CallRecord(new_request_id(), "/v1/embeddings", "anonymous")
+    client: Client | None = None
+    gateway.enter()
+    try:
+        client = client_for(gateway, request, record)
+        body = await read_json(request, gateway.config.max_body_bytes)
+        embed = validate_body(EmbeddingsRequest, body)
+        ticket = await gateway.admit(
+            record, client, embed.model, embed.input_tokens(), 0, body,
+            use_case=use_case_of(request), completes=False,
+        )  # fmt: skip
+        answer = await guarded(ticket, gateway.embed(record, ticket, body))
+        headers = {**ticket.headers, "x-request-id": record.request_id}
+        return json_response(answer, headers=_with_cost(headers, record))
+    except GatewayError as exc:
+        return await _refuse(gateway, record, client, exc, openai=True)
+    except asyncio.CancelledError:
+        record.status, record.outcome = 499, "client_disconnected"
+        raise
+    except BaseException:
+        record.status, record.error_type, record.outcome = 500, "internal_error", "error"
+        raise
+    finally:
+        gateway.leave()
         telemetry.emit(record)
 
 
 async def list_models(request: Request) -> Response:
+    """The aliases the caller may use (all of them in open mode)."""
     gateway: Gateway = request.app.state.gateway
+    identity = gateway.identity
+    try:
+        client = (
+            identity.default
+            if identity.open
+            else identity.authenticate(
+                request.headers.get("authorization"), request.headers.get("x-api-key")
+            )
+        )
+    except GatewayError as exc:
+        return error_response(exc, openai=True)
     data = [
         {"id": alias, "object": "model", "created": _STARTED, "owned_by": "gateway"}
-        for alias in gateway.router.aliases
+        for alias in client.models
     ]
     return json_response({"object": "list", "data": data})
 
 
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
-
-
-async def _guarded(gateway: Gateway, ticket: Ticket, work: Any) -> Any:
-    """Await ``work``; a refusal after admission still carries the client's limit headers."""
-    try:
-        return await work
-    except GatewayError as exc:
-        exc.headers = {**ticket.headers, **exc.headers}
-        raise
+    """``{"status": "ok"}``; with ``?verbose=1`` also every target's circuit breaker."""
+    if request.query_params.get("verbose") not in {"1", "true"}:
+        return json_response({"status": "ok"})
+    gateway: Gateway = request.app.state.gateway
+    targets = gateway.router.health()
+    degraded = any(target["state"] != "closed" for target in targets)
+    return json_response({"status": "degraded" if degraded else "ok", "targets": targets})
 
 
 async def _refuse(
-    gateway: Gateway, record: CallRecord, exc: GatewayError, *, openai: bool
+    gateway: Gateway, record: CallRecord, client: Client | None, exc: GatewayError, *, openai: bool
 ) -> Response:
-    record.status, record.error_type = exc.status, exc.type
-    record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
-    headers = {"x-request-id": record.request_id}
-    if "x-ratelimit-limit-requests" not in exc.headers:
-        headers.update(await gateway.quota_headers(record.client_id))
+    headers = await refusal_headers(gateway, record, exc, client)
     return error_response(exc, openai=openai, headers=headers)
+
+
+def _with_cost(headers: dict[str, str], record: CallRecord) -> dict[str, str]:
+    """The answer's cost header, when its model has a price."""
+    if record.cost_usd is not None:
+        headers[COST_HEADER] = format_usd(record.cost_usd)
+    return headers
 
 
 def _first_message(answer: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +432,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequest(str(exc.detail))
         error.status = exc.status_code
-    return error_response(error, openai=request.url.path != "/v1/chat")
+    return _render(request, error)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return _render(request, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -233,6 +445,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     logging.getLogger("gateway").error(
         "unexpected error on %s: %s", request.url.path, type(exc).__name__
     )
+    return _render(request, error)
+
+
+def _render(request: Request, error: GatewayError) -> Response:
+    """An error in the dialect of the path it answers."""
+    if request.url.path == "/v1/messages":
+        return anthropic_error_response(error)
     return error_response(error, openai=request.url.path != "/v1/chat")
 
 

@@ -7,18 +7,28 @@ caller's dialect; nothing else builds error bodies.
 
     GatewayError
     ├── InvalidRequest            400 invalid_request_error
+    │   └── UnsupportedField      400 invalid_request_error (a field a provider cannot take)
     ├── PromptTooLarge            400 prompt_too_large
+    ├── ContentBlocked            400 content_blocked       (a block_pattern policy)
+    ├── InvalidConfig             400 invalid_config        (a reload refused)
+    ├── AuthenticationFailed      401 authentication_error  (WWW-Authenticate: Bearer)
+    ├── PermissionDenied          403 permission_denied
+    ├── ModelNotAllowed           403 model_not_allowed
+    ├── PolicyDenied              403 policy_denied
     ├── RouteNotFound             404 not_found
     ├── ModelNotFound             404 model_not_found
     ├── MethodNotAllowed          405 method_not_allowed
     ├── RequestTooLarge           413 request_too_large
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── RateLimited               429 rate_limit_exceeded   (the gateway's limit; Retry-After)
+    ├── BudgetExceeded            429 budget_exceeded       (Retry-After: the budget's reset)
+    ├── PolicyFailed              500 policy_error          (a Python hook raised)
     ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request)
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
+    ├── UpstreamUnavailable       503 upstream_unavailable  (every target's breaker is open)
     ├── LimiterUnavailable        503 limiter_unavailable   (Redis down and fail_closed)
-    └── UpstreamTimeout           504 upstream_timeout
+    └── UpstreamTimeout           504 upstream_timeout      (also: the request deadline passed)
 """
 
 from __future__ import annotations
@@ -46,9 +56,49 @@ class InvalidRequest(GatewayError):
     type = "invalid_request_error"
 
 
+class UnsupportedField(InvalidRequest):
+    """A request field that cannot be translated for the provider (or dialect) it goes to."""
+
+    def __init__(self, who: str, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {who} cannot take it; {reason}.", param=field)
+
+
 class PromptTooLarge(GatewayError):
     status = 400
     type = "prompt_too_large"
+
+
+class ContentBlocked(GatewayError):
+    status = 400
+    type = "content_blocked"
+
+
+class InvalidConfig(GatewayError):
+    status = 400
+    type = "invalid_config"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"www-authenticate": "Bearer"})
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_denied"
+
+
+class ModelNotAllowed(GatewayError):
+    status = 403
+    type = "model_not_allowed"
+
+
+class PolicyDenied(GatewayError):
+    status = 403
+    type = "policy_denied"
 
 
 class RouteNotFound(GatewayError):
@@ -85,6 +135,19 @@ class RateLimited(GatewayError):
         self.retry_after_s = retry_after_s
 
 
+class BudgetExceeded(GatewayError):
+    status = 429
+    type = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after_s)})
+
+
+class PolicyFailed(GatewayError):
+    status = 500
+    type = "policy_error"
+
+
 class UpstreamRejected(GatewayError):
     """The provider refused the request itself (400, 413, 422): another target would too."""
 
@@ -105,6 +168,13 @@ class UpstreamRateLimited(GatewayError):
 
     status = 429
     type = "upstream_rate_limited"
+
+
+class UpstreamUnavailable(GatewayError):
+    """Every target of the alias is cooling down after repeated failures (circuit open)."""
+
+    status = 503
+    type = "upstream_unavailable"
 
 
 class LimiterUnavailable(GatewayError):

@@ -8,7 +8,7 @@ and passed through unchanged.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,7 +54,58 @@ class SeedChatRequest(ChatCompletionRequest):
     client_id: str = Field(min_length=1, max_length=MAX_CLIENT_ID)
 
 
-def validate_body(model: type[ChatCompletionRequest], body: object) -> ChatCompletionRequest:
+class KeyedSeedChatRequest(ChatCompletionRequest):
+    """``POST /v1/chat`` with an API key: the key names the client, so ``client_id`` is optional."""
+
+    client_id: str | None = Field(default=None, min_length=1, max_length=MAX_CLIENT_ID)
+
+
+class EmbeddingsRequest(BaseModel):
+    """``POST /v1/embeddings``: OpenAI's request, the fields the gateway reads."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    dimensions: int | None = Field(default=None, ge=1)
+
+    def input_tokens(self) -> int:
+        """The approximation of FR-060 for strings; token arrays count their length."""
+        items = self.input if isinstance(self.input, list) else [self.input]
+        total = 0
+        for item in items:
+            if isinstance(item, str):
+                total += len(item.split())
+            elif isinstance(item, list):
+                total += len(item)
+            else:
+                total += 1
+        return total
+
+
+class AnthropicMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class MessagesRequest(BaseModel):
+    """``POST /v1/messages``: Anthropic's request, the fields the gateway checks."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(ge=1, le=MAX_TOKENS_CEILING)
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+    stream: bool = False
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def validate_body(model: type[Body], body: object) -> Body:
     """Validate a decoded JSON body; raise ``InvalidRequest`` naming the first bad field."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")

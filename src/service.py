@@ -1,22 +1,32 @@
 """The request pipeline: admit, route, call the targets in order, account.
 
-``Gateway`` is what the HTTP layer calls once it has parsed a body. It
-checks the prompt cap, counts the request against the client's limits
-(reserving tokens), tries the alias's targets in order until one answers, and
-reconciles the token reservation with the real usage. It fills in the
-``CallRecord``; the caller emits it (for streams, the stream does when it ends).
+``Gateway`` is what the HTTP layer calls once it has parsed a body and
+identified the client. It routes the request (rules, then alias), checks the
+client's allow-list, applies the policies, checks the prompt cap and the
+client's token cap, holds an estimate of the cost against the client's
+budget, counts the request against the client's limits (reserving tokens),
+tries the route's targets in order (skipping open breakers, retrying with
+backoff, within the deadline) until one answers, and then settles: tokens
+reconciled with the real usage, the real cost charged. It fills in the
+``CallRecord``; the caller emits it (for streams, the stream does when it
+ends).
+
+One ``Gateway`` serves one config. A reload builds a new one over the same
+limiter and spend store (so counters carry over); the old one finishes the
+requests it holds (``enter``/``leave``) and then closes its providers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import tokens
-from .config import GatewayConfig
+from . import accounting, tokens
+from .config import GatewayConfig, RetryConfig
 from .errors import (
     GatewayError,
     LimiterUnavailable,
@@ -24,94 +34,250 @@ from .errors import (
     RateLimited,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRejected,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
+from .identity import Client, Identity
 from .limiter import Limiter, Limits, Quota
-from .models import ChatCompletionRequest
+from .policies import Call, Policies, Rule, wants_payload
+from .pricing import PriceTable
 from .providers import AttemptFailed, Provider, Providers, Usage
-from .router import Router, Target
-from .telemetry import CallRecord
+from .redaction import scrub_secrets
+from .routing import Route, Router, Target
+from .routing.breaker import now
+from .spend import SpendStore
+from .telemetry import Attempt, CallRecord, CircuitListener
 
 T = TypeVar("T")
+
+_MAX_USE_CASE = 100
 
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: its route, its token reservation and its limit headers."""
+    """An admitted request: what it asked for, its route, its token reservation, its headers."""
 
-    alias: str
-    targets: tuple[Target, ...]
+    model: str  # what the client asked for; answers carry it as their ``model``
+    route: Route
     prompt_estimate: int
+    completion_estimate: int
     reservation: object
     headers: dict[str, str] = field(default_factory=dict)
+    hold: object = None
+    call: Call | None = None
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def alias(self) -> str:
+        return self.route.name
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, providers: Providers, limiter: Limiter) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        providers: Providers,
+        limiter: Limiter,
+        spend: SpendStore,
+        policies: Policies,
+        on_circuit: CircuitListener | None = None,
+    ) -> None:
         self.config = config
         self.providers = providers
         self.limiter = limiter
-        self.router = Router(config)
-        self.limits = Limits(
-            config.rate_limit.requests_per_minute, config.rate_limit.tokens_per_minute
-        )
+        self.spend = spend
+        self.policies = policies
+        self.identity = Identity(config)
+        self.prices = PriceTable(config)
+        self.router = Router(config, self.prices, on_circuit)
+        self.in_flight = 0
+        self._drained: asyncio.Event | None = None
 
     async def admit(
-        self, record: CallRecord, request: ChatCompletionRequest, body: dict[str, Any]
+        self,
+        record: CallRecord,
+        client: Client,
+        model: str,
+        prompt: int,
+        completion_budget: int | None,
+        body: dict[str, Any],
+        *,
+        use_case: str | None = None,
+        completes: bool = True,
     ) -> Ticket:
-        """Route, cap and count the request; raise a ``GatewayError`` that carries limit headers."""
-        alias = request.model
-        record.alias = alias
+        """Check and count a request; raise a ``GatewayError`` that carries limit headers.
+
+        ``prompt`` is the approximate prompt; ``completion_budget`` the most
+        completion tokens the client allows (``None``: it did not say).
+        ``body`` is the OpenAI-shaped body about to go upstream: policies and,
+        for requests that produce a completion (``completes``), the client's
+        token cap may change it.
+        """
+        record.alias = record.requested_model = model
+        if use_case is not None:
+            use_case = record.use_case = use_case[:_MAX_USE_CASE]
+        limits = client.limits
         try:
-            targets = self.router.targets(alias)
-            prompt = tokens.prompt_tokens(body["messages"])
+            route, rule = self.router.resolve(model, record.client_id, use_case, prompt)
+            record.alias, record.route = route.name, rule
+            client.check_model(route.name)
+            ticket = Ticket(model, route, prompt, 0, None)
+            if self.policies.rules:
+                await self._apply_policies(record, client, ticket, body, use_case)
             cap = self.config.max_prompt_tokens
             if cap is not None and prompt > cap:
                 raise PromptTooLarge(
                     f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
                 )
+            if completes:
+                completion_budget = client.cap_completion(body, completion_budget)
         except GatewayError as exc:
-            exc.headers.update(await self.quota_headers(record.client_id))
+            exc.headers.update(await self.quota_headers(record.client_id, limits))
             raise
-        completion = request.completion_budget() or self.config.rate_limit.reserve_completion_tokens
+        completion = (
+            completion_budget if completion_budget is not None else client.reserve_completion_tokens
+        )
+        ticket.completion_estimate = completion
         reserve = prompt + completion
-        if self.limits.tokens_per_minute is not None:
+        if limits.tokens_per_minute is not None:
             # max_tokens is a ceiling, not a forecast: a request asking for more than the
             # whole minute's tokens still runs, alone in an otherwise empty window.
-            reserve = min(reserve, self.limits.tokens_per_minute)
-        decision = await self.limiter.admit(record.client_id, self.limits, reserve)
-        headers = self._headers(decision.quota)
+            reserve = min(reserve, limits.tokens_per_minute)
+        if client.id is not None:
+            await self._hold_budget(record, client, ticket)
+        decision = await self.limiter.admit(record.client_id, limits, reserve)
+        ticket.headers = self._headers(limits, decision.quota)
         if not decision.allowed:
-            error = self._refusal(record.client_id, decision.exceeded, decision.retry_after_s)
-            error.headers.update(headers)
-            raise error
-        return Ticket(alias, targets, prompt, decision.reservation, headers)
-
-    async def complete(
-        self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        """A non-streamed answer in OpenAI's shape, ``model`` set to the alias, usage filled in."""
-        try:
-            answer = await self.attempt(
-                record, ticket, lambda provider, model: provider.complete(model, body)
+            if ticket.hold is not None:
+                await self.spend.settle(ticket.hold, 0.0)
+            error = self._refusal(
+                record.client_id, limits, decision.exceeded, decision.retry_after_s
             )
-        except GatewayError:
+            error.headers.update(ticket.headers)
+            raise error
+        ticket.reservation = decision.reservation
+        return ticket
+
+    async def _apply_policies(
+        self,
+        record: CallRecord,
+        client: Client,
+        ticket: Ticket,
+        body: dict[str, Any],
+        use_case: str | None,
+    ) -> None:
+        """The policies' request phase; the matching rules are kept for the response phase."""
+        call, rules = self.policies.select(record.client_id, ticket.alias, client.tags, use_case)
+        record.policies = tuple(rule.name for rule in rules)
+        if rules:
+            ticket.call, ticket.rules = call, rules
+            await self.policies.before(call, rules, body)
+
+    async def _hold_budget(self, record: CallRecord, client: Client, ticket: Ticket) -> None:
+        """Hold the request's estimated cost (at the first target's price); refuse over budget."""
+        assert client.id is not None
+        first = ticket.route.group[0]
+        usage = Usage(ticket.prompt_estimate, ticket.completion_estimate)
+        estimate = accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+        verdict = await self.spend.admit(client.id, client.budget, estimate)
+        if not verdict.allowed:
+            assert client.budget is not None
+            over = accounting.refusal(client.id, client.budget, verdict)
+            over.headers.update(await self.quota_headers(record.client_id, client.limits))
+            raise over
+        ticket.hold = verdict.hold
+
+    async def settle(self, record: CallRecord, ticket: Ticket, usage: Usage | None) -> None:
+        """The end of an admitted request: tokens reconciled, cost computed and charged.
+
+        ``usage`` is ``None`` when no answer was produced: nothing is charged.
+        """
+        if usage is None:
             await self.limiter.reconcile(ticket.reservation, 0)
-            raise
-        usage = usage_of(answer.get("usage")) or Usage(
-            ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))
-        )
-        answer["usage"] = usage.as_dict() | _extra_usage(answer.get("usage"))
-        answer["model"] = ticket.alias
-        answer.setdefault("object", "chat.completion")
-        answer.setdefault("created", int(time.time()))
-        answer.setdefault("id", "chatcmpl-" + record.request_id)
+            if ticket.hold is not None:
+                await self.spend.settle(ticket.hold, 0.0)
+            return
         record.prompt_tokens, record.completion_tokens = (
             usage.prompt_tokens,
             usage.completion_tokens,
         )
+        cost = accounting.cost_usd(self.prices, record.provider, record.upstream_model, usage)
+        record.cost_usd = cost
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
+        if ticket.hold is not None:
+            await self.spend.settle(ticket.hold, cost or 0.0)
+
+    async def after(
+        self,
+        record: CallRecord,
+        ticket: Ticket,
+        body: dict[str, Any],
+        answer: dict[str, Any] | None,
+        text: str | None = None,
+    ) -> None:
+        """The policies' response phase, and the payload for ``log_payload`` rules."""
+        if ticket.call is None or not ticket.rules:
+            return
+        if wants_payload(ticket.rules):
+            response = answer if answer is not None else {"content": text}
+            record.payload = scrub_secrets({"request": body, "response": response})
+        await self.policies.after(ticket.call, ticket.rules, record.provider, body, answer, text)
+
+    async def complete(
+        self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A non-streamed answer in OpenAI's shape, ``model`` set to the model asked for."""
+        answer = await self._answer(
+            record, ticket, lambda provider, model: provider.complete(model, body)
+        )
+        usage = usage_of(answer.get("usage")) or Usage(
+            ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))
+        )
+        answer["usage"] = usage.as_dict() | _extra_usage(answer.get("usage"))
+        answer["model"] = ticket.model
+        answer.setdefault("object", "chat.completion")
+        answer.setdefault("created", int(time.time()))
+        answer.setdefault("id", "chatcmpl-" + record.request_id)
+        await self.settle(record, ticket, usage)
+        if ticket.rules:
+            await self.after(record, ticket, body, answer)
         return answer
+
+    async def embed(
+        self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An embeddings answer in OpenAI's shape, ``model`` set to the model asked for."""
+        answer = await self._answer(
+            record, ticket, lambda provider, model: provider.embed(model, body)
+        )
+        reported = answer.get("usage")
+        prompt = reported.get("prompt_tokens") if isinstance(reported, dict) else None
+        usage = Usage(prompt if type(prompt) is int else ticket.prompt_estimate, 0)
+        answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+        answer["model"] = ticket.model
+        answer.setdefault("object", "list")
+        await self.settle(record, ticket, usage)
+        if ticket.rules:
+            await self.after(record, ticket, body, answer)
+        return answer
+
+    async def _answer(
+        self,
+        record: CallRecord,
+        ticket: Ticket,
+        call: Callable[[Provider, str], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """``attempt``, releasing the request's holds when it produces no answer."""
+        try:
+            return await self.attempt(record, ticket, call)
+        except GatewayError:
+            await self.settle(record, ticket, None)
+            raise
+        except asyncio.CancelledError:
+            # The client left: release the budget hold even if the store has to wait.
+            await asyncio.shield(self.settle(record, ticket, None))
+            raise
 
     async def attempt(
         self,
@@ -119,14 +285,45 @@ class Gateway:
         ticket: Ticket,
         call: Callable[[Provider, str], Awaitable[T]],
     ) -> T:
-        """Try each target in order until one answers; raise the last failure mapped for clients.
+        """Try the route's targets in order until one answers; raise the failure mapped for clients.
 
-        A target's ``Retry-After`` is honoured, up to ``retry_after_cap_s``,
-        before the next target on the same provider.
+        Within the route's deadline (counted from the start of the request),
+        after which ``UpstreamTimeout`` is raised at once, whatever is running.
         """
+        deadline = ticket.route.deadline_s
+        if deadline is None:
+            return await self._try_targets(record, ticket, call, None)
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + deadline - (time.perf_counter() - record.started)
+        try:
+            async with asyncio.timeout_at(deadline_at) as scope:
+                return await self._try_targets(record, ticket, call, deadline_at)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise UpstreamTimeout(
+                f"The request deadline of {deadline:g} s for model {ticket.model!r} passed"
+                f" after {record.targets_tried} target(s) and {record.retries} retries."
+            ) from None
+
+    async def _try_targets(
+        self,
+        record: CallRecord,
+        ticket: Ticket,
+        call: Callable[[Provider, str], Awaitable[T]],
+        deadline_at: float | None,
+    ) -> T:
+        plan = ticket.route.plan(
+            ticket.prompt_estimate, ticket.completion_estimate, self.router.rng
+        )
+        retry = ticket.route.retry
         last: AttemptFailed | None = None
         previous: Target | None = None
-        for target in ticket.targets:
+        for target in plan:
+            breaker = target.breaker
+            if not breaker.acquire(now()):
+                record.skipped_targets += 1
+                continue
             if (
                 last is not None
                 and last.retry_after_s
@@ -139,30 +336,112 @@ class Gateway:
             record.provider, record.upstream_model, record.stub = (
                 target.provider, target.model, provider.stub,
             )  # fmt: skip
-            started = time.perf_counter()
-            try:
-                return await call(provider, target.model)
-            except AttemptFailed as exc:
-                last, previous = exc, target
-            finally:
-                record.upstream_latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        assert last is not None  # an alias always has at least one target
-        raise self._exhausted(ticket, last)
+            attempt = 1
+            while True:
+                started = time.perf_counter()
+                error: str | None = "error"  # how the attempt ended, for its span and metric
+                wait: float | None = None
+                try:
+                    result = await call(provider, target.model)
+                    error = None
+                except AttemptFailed as exc:
+                    last, previous = exc, target
+                    error = exc.kind if exc.status is None else f"http_{exc.status}"
+                    closed = breaker.failure(now())
+                    record.breaker = breaker.state
+                    wait = self._retry_wait(exc, attempt, retry, closed, deadline_at)
+                except UpstreamRejected as exc:
+                    # A refusal of the request itself says the target is up.
+                    error = exc.type
+                    breaker.success()
+                    record.breaker = breaker.state
+                    raise
+                finally:
+                    ended = time.perf_counter()
+                    record.upstream_latency_ms = round((ended - started) * 1000, 3)
+                    record.attempts.append(
+                        Attempt(target.provider, target.model, started, ended, error)
+                    )
+                if error is None:
+                    breaker.success()
+                    record.breaker = breaker.state
+                    return result
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
+                attempt += 1
+                record.retries += 1
+        if last is None:
+            raise self._unavailable(ticket)
+        raise self._exhausted(ticket, len(plan), last)
 
-    async def quota_headers(self, client_id: str) -> dict[str, str]:
-        return self._headers(await self.limiter.peek(client_id, self.limits))
+    def _retry_wait(
+        self,
+        exc: AttemptFailed,
+        attempt: int,
+        retry: RetryConfig,
+        breaker_closed: bool,
+        deadline_at: float | None,
+    ) -> float | None:
+        """How long to wait before retrying the same target; ``None``: do not retry it.
 
-    def _headers(self, quota: Quota) -> dict[str, str]:
+        Retried: 429, 5xx and connection errors, while attempts are left and the
+        breaker is closed. ``Retry-After`` is honoured as given; one longer than
+        ``retry_after_cap_s`` moves on instead. Otherwise exponential backoff
+        with equal jitter. A wait that would pass the deadline moves on too.
+        """
+        if attempt >= retry.max_attempts or not breaker_closed:
+            return None
+        status = exc.status or 0
+        throttled_or_down = exc.kind == "status" and (status == 429 or status >= 500)
+        if exc.kind != "connect" and not throttled_or_down:
+            return None
+        if exc.retry_after_s is not None:
+            if exc.retry_after_s > self.config.retry_after_cap_s:
+                return None
+            wait = exc.retry_after_s
+        else:
+            ceiling = min(retry.max_backoff_s, retry.base_backoff_s * 2 ** (attempt - 1))
+            wait = ceiling / 2 + self.router.rng.random() * ceiling / 2
+        if deadline_at is not None and asyncio.get_running_loop().time() + wait >= deadline_at:
+            return None
+        return wait
+
+    async def quota_headers(self, client_id: str, limits: Limits) -> dict[str, str]:
+        return self._headers(limits, await self.limiter.peek(client_id, limits))
+
+    def enter(self) -> None:
+        """A request starts on this gateway."""
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        """A request that ``enter``ed has ended (for a stream, when the stream ended)."""
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._drained is not None:
+            self._drained.set()
+
+    async def retire(self) -> None:
+        """Wait until the requests this gateway holds have ended, then close its providers."""
+        if self.in_flight:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+        await self.providers.aclose()
+
+    @staticmethod
+    def _headers(limits: Limits, quota: Quota) -> dict[str, str]:
         headers = {
-            "x-ratelimit-limit-requests": str(self.limits.requests_per_minute),
+            "x-ratelimit-limit-requests": str(limits.requests_per_minute),
             "x-ratelimit-remaining-requests": str(quota.remaining_requests),
         }
-        if self.limits.tokens_per_minute is not None:
-            headers["x-ratelimit-limit-tokens"] = str(self.limits.tokens_per_minute)
+        if limits.tokens_per_minute is not None:
+            headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
             headers["x-ratelimit-remaining-tokens"] = str(quota.remaining_tokens)
         return headers
 
-    def _refusal(self, client_id: str, exceeded: str | None, retry_after_s: int) -> GatewayError:
+    @staticmethod
+    def _refusal(
+        client_id: str, limits: Limits, exceeded: str | None, retry_after_s: int
+    ) -> GatewayError:
         if exceeded == "unavailable":
             return LimiterUnavailable(
                 "The rate limiter is unavailable, so the request was not served; retry shortly.",
@@ -171,19 +450,31 @@ class Gateway:
         if exceeded == "tokens":
             message = (
                 f"Token rate exceeded for client_id {client_id}"
-                f" ({self.limits.tokens_per_minute} tokens/min)."
+                f" ({limits.tokens_per_minute} tokens/min)."
             )
         else:
             message = (
                 f"Request rate exceeded for client_id {client_id}"
-                f" ({self.limits.requests_per_minute} req/min)."
+                f" ({limits.requests_per_minute} req/min)."
             )
         return RateLimited(message, retry_after_s=retry_after_s)
 
-    def _exhausted(self, ticket: Ticket, last: AttemptFailed) -> GatewayError:
-        count = len(ticket.targets)
+    def _unavailable(self, ticket: Ticket) -> UpstreamUnavailable:
+        moment = now()
+        waits = [
+            t.breaker.report(moment)["retry_in_s"]
+            for t in (*ticket.route.group, *ticket.route.fallbacks)
+        ]
+        retry_in = min((w for w in waits if isinstance(w, float)), default=1.0)
+        return UpstreamUnavailable(
+            f"Every target for model {ticket.model!r} is cooling down after repeated failures"
+            " (circuit open); retry later.",
+            headers={"retry-after": str(max(1, math.ceil(retry_in)))},
+        )
+
+    def _exhausted(self, ticket: Ticket, count: int, last: AttemptFailed) -> GatewayError:
         summary = "The only target" if count == 1 else f"All {count} targets"
-        message = f"{summary} for model {ticket.alias!r} failed; last: {last.message}."
+        message = f"{summary} for model {ticket.model!r} failed; last: {last.message}."
         if last.kind == "timeout":
             return UpstreamTimeout(message)
         if last.status == 429:

@@ -1,9 +1,12 @@
 """Where the gateway's counters live, chosen by ``config.state.backend`` at start-up.
 
-``memory`` keeps them in this process: nothing to run, but several workers
-or replicas each enforce their own limits, which start-up says in one warning
-line when it can tell there are several workers. ``redis`` keeps them in one
-Redis every process shares (``RedisStore``), with the ``on_error`` policy.
+``memory`` keeps the rate-limit windows and the spend in this process (spend
+also in the ledger file): nothing to run, but several workers or replicas
+each enforce their own limits, which start-up says in one warning line when it
+can tell there are several workers. ``redis`` keeps both in one Redis every
+process shares (one ``RedisStore``), with the ``on_error`` policy. The
+backend is fixed at start-up: a reload keeps it (changing ``state`` needs a
+restart).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .config import StateConfig
+from .config import GatewayConfig
 from .limiter import Limiter
 from .limiter.memory import MemoryLimiter
+from .spend import SpendStore
+from .spend.memory import MemorySpendStore
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
@@ -25,10 +30,13 @@ log = logging.getLogger("gateway.state")
 
 
 class StateBackend:
-    """The limiter and, with ``redis``, the store it runs on (``failures`` counts Redis errors)."""
+    """The limiter, the spend store and, with ``redis``, the store both run on."""
 
-    def __init__(self, limiter: Limiter, store: RedisStore | None = None) -> None:
+    def __init__(
+        self, limiter: Limiter, spend: SpendStore, store: RedisStore | None = None
+    ) -> None:
         self.limiter = limiter
+        self.spend = spend
         self.store = store
 
     @property
@@ -37,12 +45,14 @@ class StateBackend:
         return self.store.failures if self.store is not None else 0
 
     async def aclose(self) -> None:
+        await self.spend.aclose()
         if self.store is not None:
             await self.store.aclose()
 
 
-async def open_backend(config: StateConfig) -> StateBackend:
+async def open_backend(gateway_config: GatewayConfig) -> StateBackend:
     """The configured backend, ready to serve; never fails because Redis is down."""
+    config = gateway_config.state
     if config.backend == "memory":
         workers = worker_count(sys.argv, os.environ.get("WEB_CONCURRENCY"))
         if workers > 1:
@@ -52,15 +62,18 @@ async def open_backend(config: StateConfig) -> StateBackend:
                 workers,
                 workers,
             )
-        return StateBackend(MemoryLimiter())
+        spend = await MemorySpendStore.open(gateway_config.ledger_path())
+        return StateBackend(MemoryLimiter(), spend)
     # Imported here: redis-py takes ~0.1 s to import, which the memory backend need not pay.
     from .limiter.redis import SCRIPTS as LIMITER_SCRIPTS
     from .limiter.redis import RedisLimiter
     from .redis_store import RedisStore
+    from .spend.redis import SCRIPTS as SPEND_SCRIPTS
+    from .spend.redis import RedisSpendStore
 
-    store = RedisStore(config, LIMITER_SCRIPTS)
+    store = RedisStore(config, LIMITER_SCRIPTS + SPEND_SCRIPTS)
     await store.start()
-    return StateBackend(RedisLimiter(store), store)
+    return StateBackend(RedisLimiter(store), RedisSpendStore(store), store)
 
 
 def worker_count(argv: Sequence[str], web_concurrency: str | None) -> int:

@@ -3,16 +3,23 @@
 Fallbacks apply until the first byte leaves the gateway: ``open_stream`` tries
 the targets in order and pulls each one's first chunk before committing, so a
 target that fails before its first chunk costs the client nothing. After that
-the relay forwards each chunk as it arrives. How a stream ends:
+the relay forwards each chunk as it arrives, framed by an ``Encoder`` for the
+client's dialect (OpenAI's ``data:`` chunks here; Anthropic's named events in
+``messages_api``). How a stream ends:
 
-- ``completed``: the upstream sent ``[DONE]``; so does the gateway.
-- ``upstream_error``: the upstream failed mid-stream; the client gets one SSE
-  event holding an OpenAI error object, and no ``[DONE]``.
+- ``completed``: the upstream's stream ended properly; so does the client's
+  (OpenAI: ``[DONE]``).
+- ``upstream_error``: the upstream failed mid-stream; the client gets one
+  error event (OpenAI: an error object and no ``[DONE]``).
 - ``client_disconnected``: the client left; the upstream response is closed at
   once, and the tokens seen so far are counted.
 
-The token reservation is reconciled and the telemetry line emitted when the
-stream ends, however it ends.
+The token reservation is reconciled, the cost charged, the policies'
+response phase run and the telemetry line emitted when the stream ends,
+however it ends. The cost cannot travel in a response header (the headers
+leave before the answer); it is in the telemetry line and, on the OpenAI
+route when the client asked for usage, in the final usage chunk as
+``usage.cost_usd``.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from . import tokens
+from . import accounting, tokens
+from .config import PriceConfig
+from .errors import GatewayError
 from .models import ChatCompletionRequest
 from .providers import AttemptFailed, ChunkStream, Usage
 from .providers.base import Chunk
@@ -65,8 +74,68 @@ async def open_stream(
     try:
         return await gateway.attempt(record, ticket, first_chunk)
     except BaseException:
-        await gateway.limiter.reconcile(ticket.reservation, 0)
+        await gateway.settle(record, ticket, None)
         raise
+
+
+class Encoder(Protocol):
+    """How a stream is framed for the client's dialect."""
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        """The bytes to send for one upstream chunk (empty: nothing)."""
+        ...
+
+    def end(self, usage: Usage, reported: bool) -> bytes:
+        """The bytes that end a complete stream; ``reported``: the upstream gave ``usage``."""
+        ...
+
+    def failed(self, message: str) -> bytes:
+        """The one event that ends a stream whose upstream failed midway."""
+        ...
+
+
+class OpenAIEncoder:
+    """OpenAI's framing: ``data: <chunk>`` events, ``[DONE]``, usage only when asked for.
+
+    ``price`` is the answering model's: the usage chunk then carries ``cost_usd``.
+    """
+
+    def __init__(
+        self,
+        request: ChatCompletionRequest,
+        model: str,
+        request_id: str,
+        price: PriceConfig | None = None,
+    ) -> None:
+        self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self._model = model
+        self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
+        self._price = price
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        chunk["model"] = self._model
+        if not self._include_usage:
+            chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
+        elif self._price is not None:
+            usage = usage_of(chunk.get("usage"))
+            if usage is not None:
+                chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
+        self._chunk_id = chunk.get("id", self._chunk_id)
+        self._created = chunk.get("created", self._created)
+        if chunk.get("choices") or self._include_usage:  # the usage-only chunk only when asked
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return b""
+
+    def end(self, usage: Usage, reported: bool) -> bytes:
+        if self._include_usage and not reported:
+            usage_chunk = _usage_chunk(self._chunk_id, self._created, self._model, usage)
+            if self._price is not None:
+                usage_chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
+            return b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
+        return _DONE
+
+    def failed(self, message: str) -> bytes:
+        return _error_event(message)
 
 
 class Relay:
@@ -83,44 +152,39 @@ class Relay:
         telemetry: Telemetry,
         record: CallRecord,
         ticket: Ticket,
-        request: ChatCompletionRequest,
+        encoder: Encoder,
         opened: OpenedStream,
+        body: dict[str, Any],
     ) -> None:
         self._gateway = gateway
+        self._body = body
         self._telemetry = telemetry
         self._record = record
         self._ticket = ticket
         self._opened = opened
-        self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self._encoder = encoder
         self._usage: Usage | None = None
         self._texts: list[str] = []
         self._ended = False
         self._finished = False
 
     async def events(self) -> AsyncIterator[bytes]:
-        record, ticket, texts = self._record, self._ticket, self._texts
-        chunk_id, created = "chatcmpl-" + record.request_id, int(time.time())
+        record, texts, encoder = self._record, self._texts, self._encoder
         try:
             chunk = self._opened.first
             while chunk is not None:
                 self._usage = usage_of(chunk.get("usage")) or self._usage
-                choices = chunk.get("choices")
-                _collect_text(choices, texts)
-                chunk["model"] = ticket.alias
-                if not self._include_usage:
-                    chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
-                chunk_id, created = chunk.get("id", chunk_id), chunk.get("created", created)
-                if choices or self._include_usage:  # the usage-only chunk only when asked for
+                _collect_text(chunk.get("choices"), texts)
+                data = encoder.chunk(chunk)
+                if data:
                     if record.ttft_ms is None:
                         record.ttft_ms = _elapsed_ms(record)
-                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                    yield data
                 chunk = await anext(self._opened.chunks, None)
-            if self._include_usage and self._usage is None:
-                self._usage = _approximate(ticket, texts)
-                usage_chunk = _usage_chunk(chunk_id, created, ticket.alias, self._usage)
-                yield b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
+            reported = self._usage is not None
+            self._usage = self._usage or _approximate(self._ticket, texts)
             self._ended = True
-            yield _DONE
+            yield encoder.end(self._usage, reported)
         except AttemptFailed as exc:
             self._ended = True
             record.outcome, record.status, record.error_type = (
@@ -128,7 +192,7 @@ class Relay:
                 502,
                 "upstream_error",
             )
-            yield _error_event(f"The upstream stream failed: {exc.message}.")
+            yield encoder.failed(f"The upstream stream failed: {exc.message}.")
         finally:
             await self.finish()
 
@@ -139,16 +203,22 @@ class Relay:
         record = self._record
         if not self._ended:
             record.outcome = "client_disconnected"
+        gateway = self._gateway
         try:
             await self._opened.stream.aclose()
         finally:
-            usage = self._usage or _approximate(self._ticket, self._texts)
-            record.prompt_tokens, record.completion_tokens = (
-                usage.prompt_tokens,
-                usage.completion_tokens,
-            )
-            await self._gateway.limiter.reconcile(self._ticket.reservation, usage.total_tokens)
-            self._telemetry.emit(record)
+            try:
+                usage = self._usage or _approximate(self._ticket, self._texts)
+                await gateway.settle(record, self._ticket, usage)
+                try:
+                    text = "".join(self._texts)
+                    await gateway.after(record, self._ticket, self._body, None, text)
+                except GatewayError as exc:
+                    # The answer has been sent: a response-phase refusal can only be recorded.
+                    record.error_type = exc.type
+            finally:
+                gateway.leave()
+                self._telemetry.emit(record)
 
 
 class SSEResponse:

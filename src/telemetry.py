@@ -4,31 +4,46 @@ The line is built from ``CallRecord``'s explicit fields, never from a request
 or header dict, so a key cannot slip into it. structlog renders it (orjson);
 ``LineWriter`` writes it from a background thread, so a slow disk never stalls
 the event loop, and a single writer means lines never interleave.
+
+``Telemetry.emit`` is the one place a finished request is reported: after the
+line it hands the record and its fields to the sinks (Prometheus metrics, the
+dashboard's rolling aggregate, tracing), so every view counts the same requests.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
+import logging
 import time
-from collections import deque
-from pathlib import Path
-from typing import Any, BinaryIO
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
 
-_FLUSH_INTERVAL_S = 0.05
+from .logfile import LineWriter
+
+__all__ = ["Attempt", "CallRecord", "CircuitListener", "LineWriter", "Sink", "Telemetry"]
+
+
+class Attempt(NamedTuple):
+    """One call to one upstream target: ``perf_counter`` times, and how it failed if it did."""
+
+    provider: str
+    model: str
+    started: float
+    ended: float
+    error: str | None
 
 
 class CallRecord:
     """Everything the telemetry line says about one request, filled in as it runs."""
 
     __slots__ = (
-        "alias", "client_id", "completion_tokens", "endpoint", "error_type", "outcome",
-        "prompt_tokens", "provider", "request_id", "started", "status", "stream", "stub",
-        "targets_tried", "ttft_ms", "upstream_latency_ms", "upstream_model",
+        "alias", "attempts", "breaker", "client_id", "completion_tokens", "cost_usd", "endpoint",
+        "error_type", "outcome", "payload", "policies", "prompt_tokens", "provider",
+        "request_id", "requested_model", "retries", "route", "skipped_targets", "started",
+        "status", "stream", "stub", "targets_tried", "ttft_ms", "upstream_latency_ms",
+        "upstream_model", "use_case",
     )  # fmt: skip
 
     def __init__(self, request_id: str, endpoint: str, client_id: str) -> None:
@@ -37,6 +52,8 @@ class CallRecord:
         self.endpoint = endpoint
         self.client_id = client_id
         self.alias: str | None = None
+        self.requested_model: str | None = None
+        self.route: str | None = None
         self.provider: str | None = None
         self.upstream_model: str | None = None
         self.status = 200
@@ -46,8 +63,17 @@ class CallRecord:
         self.completion_tokens: int | None = None
         self.stub = False
         self.targets_tried = 0
+        self.retries = 0
+        self.skipped_targets = 0
+        self.breaker: str | None = None
         self.stream = False
         self.ttft_ms: float | None = None
+        self.attempts: list[Attempt] = []
+        self.cost_usd: float | None = None
+        self.use_case: str | None = None
+        self.policies: tuple[str, ...] = ()
+        # Set only by a log_payload policy: the forwarded request and the answer, secrets masked.
+        self.payload: dict[str, Any] | None = None
         # completed; refused (by the gateway, or by the provider for a bad request);
         # upstream_error; client_disconnected; error (a gateway fault, status 500)
         self.outcome = "completed"
@@ -55,10 +81,12 @@ class CallRecord:
     def fields(self) -> dict[str, Any]:
         prompt, completion = self.prompt_tokens, self.completion_tokens
         total = None if prompt is None and completion is None else (prompt or 0) + (completion or 0)
-        return {
+        fields: dict[str, Any] = {
             "request_id": self.request_id,
             "client_id": self.client_id,
             "endpoint": self.endpoint,
+            "requested_model": self.requested_model,
+            "route": self.route,
             "alias": self.alias,
             "provider": self.provider,
             "upstream_model": self.upstream_model,
@@ -71,85 +99,19 @@ class CallRecord:
             "total_tokens": total,
             "stub": self.stub,
             "targets_tried": self.targets_tried,
+            "retries": self.retries,
+            "skipped_targets": self.skipped_targets,
+            "breaker": self.breaker,
             "stream": self.stream,
             "ttft_ms": self.ttft_ms,
             "outcome": self.outcome,
+            "cost_usd": self.cost_usd,
+            "use_case": self.use_case,
+            "policies": self.policies,
         }
-
-
-class LineWriter:
-    """Appends byte lines to a file and to stdout from one background thread.
-
-    ``write`` only queues the line. The thread wakes every 50 ms (or on
-    ``close``) and writes everything queued in one ``os.write`` per target. A
-    failed write is counted in ``dropped`` and does not stop the gateway.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], stdout: BinaryIO | None = None) -> None:
-        self.path = Path(path)
-        self.dropped = 0
-        self._stdout = stdout if stdout is not None else sys.stdout.buffer
-        self._pending: deque[bytes] = deque()
-        self._wake = threading.Event()
-        self._closing = False
-        self._fd = self._open()
-        self._thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
-        self._thread.start()
-
-    def write(self, line: bytes) -> None:
-        self._pending.append(line)
-
-    def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        self._thread.join()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _open(self) -> int | None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        except OSError:
-            return None
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(_FLUSH_INTERVAL_S)
-            self._flush()
-            if self._closing:
-                self._flush()
-                return
-
-    def _flush(self) -> None:
-        pending = self._pending
-        batch = []
-        while pending:
-            batch.append(pending.popleft())
-        if not batch:
-            return
-        data = b"\n".join(batch) + b"\n"
-        if self._fd is None:
-            self._fd = self._open()
-        if self._fd is None or not _write_all(self._fd, data):
-            self.dropped += len(batch)
-        try:
-            self._stdout.write(data)
-            self._stdout.flush()
-        except (OSError, ValueError):
-            pass  # stdout gone (closed pipe): the file is the record
-
-
-def _write_all(fd: int, data: bytes) -> bool:
-    view = memoryview(data)
-    try:
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-    except OSError:
-        return False
-    return True
+        if self.payload is not None:
+            fields["payload"] = self.payload
+        return fields
 
 
 class _WriterLogger:
@@ -164,11 +126,30 @@ class _WriterLogger:
     info = warning = error = msg
 
 
-class Telemetry:
-    """Emits one line per request through structlog into a ``LineWriter``."""
+Sink = Callable[[CallRecord, dict[str, Any]], None]
+"""Told of each finished request: its record and the fields of its line."""
 
-    def __init__(self, writer: LineWriter) -> None:
+CircuitListener = Callable[[str, str, str], None]
+"""Told when a target's circuit changes: ``(provider, model, state)``."""
+
+
+class Telemetry:
+    """Emits one line per request through structlog into a ``LineWriter``, then feeds the sinks.
+
+    ``circuit_changed`` is the hook a circuit breaker calls on each state
+    change (``closed``, ``half_open``, ``open``); the listeners (metrics, the
+    dashboard) keep the current state of each target.
+    """
+
+    def __init__(
+        self,
+        writer: LineWriter,
+        sinks: Sequence[Sink] = (),
+        circuit_listeners: Sequence[CircuitListener] = (),
+    ) -> None:
         self.writer = writer
+        self._sinks = tuple(sinks)
+        self._circuit_listeners = tuple(circuit_listeners)
         self._log = structlog.wrap_logger(
             _WriterLogger(writer),
             processors=[
@@ -178,7 +159,17 @@ class Telemetry:
         )
 
     def emit(self, record: CallRecord) -> None:
-        self._log.info("request", **record.fields())
+        fields = record.fields()
+        self._log.info("request", **fields)
+        for sink in self._sinks:
+            try:
+                sink(record, fields)
+            except Exception:  # a broken view must never fail the request it reports
+                logging.getLogger("gateway").exception("telemetry sink failed")
+
+    def circuit_changed(self, provider: str, model: str, state: str) -> None:
+        for listener in self._circuit_listeners:
+            listener(provider, model, state)
 
     def close(self) -> None:
         self.writer.close()

@@ -2,7 +2,8 @@
 
 Errors are rendered in the caller's dialect: the OpenAI endpoints get the full
 ``ErrorResponse`` (``type``, ``message``, ``param``, ``code``); the gateway's
-own ``/v1/chat`` gets exactly ``type`` and ``message``.
+own ``/v1/chat`` gets exactly ``type`` and ``message``; the Anthropic-shaped
+``/v1/messages`` gets Anthropic's envelope and error type names.
 """
 
 from __future__ import annotations
@@ -65,6 +66,30 @@ def error_response(
         body["code"] = None
     merged = {**(headers or {}), **error.headers}
     return json_response({"error": body}, error.status, merged)
+
+
+# The gateway's error types as Anthropic's, for clients of /v1/messages.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_error_response(
+    error: GatewayError, *, headers: dict[str, str] | None = None
+) -> Response:
+    """Anthropic's envelope: ``{"type": "error", "error": {"type", "message"}}``."""
+    fallback = "invalid_request_error" if error.status < 500 else "api_error"
+    kind = _ANTHROPIC_TYPES.get(error.status, fallback)
+    body = {"type": "error", "error": {"type": kind, "message": error.message}}
+    merged = {**(headers or {}), **error.headers}
+    return json_response(body, error.status, merged)
 
 
 def _is_json(content_type: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.gateway_process import GatewayProcess, write_config
+from tests.gateway_process import GatewayProcess, gateway_process
 
 LIMIT = 40
 BURST = 120
@@ -39,11 +40,18 @@ def gateways() -> Iterator[list[GatewayProcess]]:
         gateway.stop()
 
 
-def start(gateways: list[GatewayProcess], config: Path, *args: str) -> GatewayProcess:
-    gateway = GatewayProcess(config, free_port(), *args)
+def start(gateways: list[GatewayProcess], tmp_path: Path, config: dict[str, Any]) -> GatewayProcess:
+    path = tmp_path / f"config-{len(gateways)}.json"
+    path.write_text(json.dumps(config))
+    gateway = GatewayProcess(path)
     gateways.append(gateway)
     gateway.start()
     return gateway
+
+
+def uvicorn_log(tmp_path: Path, base_url: str) -> str:
+    """What ``gateway_process`` captured of the server's output (stdout and stderr)."""
+    return (tmp_path / f"uvicorn-{base_url.rsplit(':', 1)[1]}.log").read_text(errors="replace")
 
 
 async def burst(urls: list[str], count: int, client_id: str) -> list[tuple[str, int]]:
@@ -64,8 +72,8 @@ async def test_two_gateways_on_one_redis_admit_exactly_the_limit_of_a_burst(
     tmp_path, gateways, redis_url, redis_prefix
 ):
     state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}
-    config = write_config(tmp_path / "config.json", stub_config(tmp_path, state))
-    first, second = start(gateways, config), start(gateways, config)
+    config = stub_config(tmp_path, state)
+    first, second = start(gateways, tmp_path, config), start(gateways, tmp_path, config)
 
     results = await burst([first.url, second.url], BURST, "shared-client")
     statuses = [status for _, status in results]
@@ -75,29 +83,26 @@ async def test_two_gateways_on_one_redis_admit_exactly_the_limit_of_a_burst(
 
 
 async def test_two_workers_on_redis_admit_exactly_the_limit_and_do_not_warn(
-    tmp_path, gateways, redis_url, redis_prefix
+    tmp_path, redis_url, redis_prefix
 ):
     state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}
-    config = write_config(tmp_path / "config.json", stub_config(tmp_path, state))
-    gateway = start(gateways, config, "--workers", "2")
-
-    statuses = [status for _, status in await burst([gateway.url], BURST, "workers-client")]
-    assert statuses.count(200) == LIMIT
-    assert "each worker enforces its own limits" not in gateway.stop()
+    with gateway_process(tmp_path, stub_config(tmp_path, state), workers=2) as url:
+        results = await burst([url], BURST, "workers-client")
+    assert [status for _, status in results].count(200) == LIMIT
+    assert "each worker enforces its own limits" not in uvicorn_log(tmp_path, url)
 
 
-async def test_two_workers_on_the_memory_backend_warn_once_each_at_start_up(tmp_path, gateways):
-    config = write_config(tmp_path / "config.json", stub_config(tmp_path, {"backend": "memory"}))
-    gateway = start(gateways, config, "--workers", "2")
+async def test_two_workers_on_the_memory_backend_warn_once_each_at_start_up(tmp_path):
+    config = stub_config(tmp_path, {"backend": "memory"})
+    with gateway_process(tmp_path, config, workers=2) as url:
 
-    def warnings() -> list[str]:
-        lines = gateway.stderr().splitlines()
-        return [line for line in lines if "each worker enforces its own limits" in line]
+        def warnings() -> list[str]:
+            lines = uvicorn_log(tmp_path, url).splitlines()
+            return [line for line in lines if "each worker enforces its own limits" in line]
 
-    deadline = time.monotonic() + 15
-    while len(warnings()) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    gateway.stop()
+        deadline = time.monotonic() + 15
+        while len(warnings()) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
     assert len(warnings()) == 2  # one line per worker process
     assert warnings()[0].startswith("gateway: warning: state.backend is memory with 2 workers")
 
@@ -110,8 +115,7 @@ async def test_a_gateway_starts_without_redis_and_fails_closed_with_a_line_on_st
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "on_error": "fail_closed",
     }
-    config = write_config(tmp_path / "config.json", stub_config(tmp_path, state))
-    gateway = start(gateways, config)
+    gateway = start(gateways, tmp_path, stub_config(tmp_path, state))
     response = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         json={"model": "default-chat", "messages": [{"role": "user", "content": "hi"}]},
@@ -119,7 +123,8 @@ async def test_a_gateway_starts_without_redis_and_fails_closed_with_a_line_on_st
     )
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "limiter_unavailable"
-    stderr = gateway.stop()
+    gateway.stop()
+    stderr = gateway.stderr()
     assert "gateway: redis not reachable at start-up" in stderr
     assert "gateway: redis unavailable (admit: ConnectionError" in stderr
     log = (tmp_path / "gateway.log").read_text()

@@ -7,6 +7,7 @@ transport, so framing, buffering, timing and connection closes are the real ones
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -434,3 +435,25 @@ async def test_time_to_first_byte_through_the_gateway_stays_close_to_the_upstrea
     upstream = fake_upstream.requests[-1]
     assert upstream.first_chunk_at is not None
     assert 0.3 <= first_byte < 0.3 + 0.25
+
+
+# -- non-streamed calls: the same disconnect promise ------------------------------------
+
+
+async def test_client_leaving_a_non_streamed_call_cancels_the_upstream_within_a_second(
+    gateway, config, fake_upstream
+):
+    fake_upstream.behave("model-a", first_delay_s=10)
+    base_url = gateway(config)
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        task = asyncio.create_task(client.post("/v1/chat/completions", json=chat_body()))
+        [upstream_request] = await asyncio.to_thread(fake_upstream.wait_for_requests, 1)
+        task.cancel()  # the client gives up: its connection closes
+        left_at = time.monotonic()
+    assert await asyncio.to_thread(upstream_request.wait_closed, 3), "upstream call kept running"
+    assert upstream_request.closed_by_peer_at is not None
+    assert upstream_request.closed_by_peer_at - left_at < 1.0
+    assert upstream_request.completed_at is None
+    await asyncio.sleep(0.2)  # the telemetry writer flushes every 50 ms
+    [line] = [json.loads(raw) for raw in Path(config.log_file).read_text().splitlines()]
+    assert line["outcome"] == "client_disconnected" and line["status"] == 499

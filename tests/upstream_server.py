@@ -270,7 +270,10 @@ class FakeUpstream:
             error = {"error": {"message": behaviour.error_message, "type": "server_error"}}
             return await self._send_json(request, writer, behaviour.status, error, extra)
         if not request.stream:
-            await asyncio.sleep(behaviour.first_delay_s)
+            if not await _wait_unless_peer_leaves(reader, behaviour.first_delay_s):
+                request.closed_by_peer_at = time.monotonic()
+                request.closed.set()
+                return False
             return await self._send_json(request, writer, 200, _completion(request, behaviour))
         return await self._stream(request, behaviour, reader, writer)
 
@@ -371,6 +374,19 @@ class FakeUpstream:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+
+async def _wait_unless_peer_leaves(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Sleep ``seconds``; False as soon as the gateway closes the connection instead."""
+    if seconds <= 0:
+        return True
+    try:
+        await asyncio.wait_for(reader.read(1), seconds)
+    except TimeoutError:
+        return True
+    except ConnectionError:
+        return False
+    return False  # the read returned: EOF, the gateway closed the connection
 
 
 def _head(status: int, headers: dict[str, str]) -> bytes:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import httpx
 
 from ..config import GatewayConfig, ProviderConfig
+from .anthropic import AnthropicProvider
+from .azure import AzureOpenAIProvider
 from .base import AttemptFailed, ChunkStream, Provider, Usage
 from .openai import OpenAIProvider
 from .stub import STUB_TEXT, StubProvider
@@ -47,9 +49,7 @@ class Providers:
                 continue
             pool = make_transport(spec)
             self._transports.append(pool)
-            self._by_name[name] = OpenAIProvider(
-                name, pool, spec.base_url, spec.api_key(), spec.timeout_s
-            )
+            self._by_name[name] = _adapter(name, spec, pool)
 
     def __getitem__(self, name: str) -> Provider:
         return self._by_name[name]
@@ -57,3 +57,22 @@ class Providers:
     async def aclose(self) -> None:
         for transport in self._transports:
             await transport.aclose()
+
+
+def _adapter(name: str, spec: ProviderConfig, pool: httpx.AsyncBaseTransport) -> Provider:
+    if spec.type == "anthropic":
+        return AnthropicProvider(
+            name,
+            pool,
+            spec.base_url,
+            spec.api_key(),
+            spec.timeout_s,
+            version=spec.anthropic_version,
+            default_max_tokens=spec.default_max_tokens,
+        )
+    if spec.type == "azure":
+        assert spec.api_version is not None  # the config requires it for azure
+        return AzureOpenAIProvider(
+            name, pool, spec.base_url, spec.api_key(), spec.timeout_s, spec.api_version
+        )
+    return OpenAIProvider(name, pool, spec.base_url, spec.api_key(), spec.timeout_s)

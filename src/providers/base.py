@@ -1,6 +1,7 @@
 """The provider seam: what an adapter does, and how an attempt fails.
 
-An adapter turns an OpenAI-shaped chat body into one upstream call and back.
+An adapter turns an OpenAI-shaped chat (or embeddings) body into one upstream
+call and back: OpenAI's shapes are the gateway's lingua franca.
 It owns nothing but a reference to the ``httpx.AsyncClient`` the gateway made
 for its provider at start-up; the lifespan closes the clients.
 
@@ -84,6 +85,14 @@ class Provider(Protocol):
 
         ``body`` is the client's body; the adapter sets ``model`` on its own copy.
         Raises ``AttemptFailed`` or ``UpstreamRejected``.
+        """
+        ...
+
+    async def embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One embeddings call: the upstream's ``{"object": "list", "data": [...]}`` dict.
+
+        Raises ``AttemptFailed``, ``UpstreamRejected``, or ``UnsupportedField``
+        when the provider has no embeddings.
         """
         ...
 

@@ -1,41 +1,25 @@
 """The OpenAI-compatible adapter: OpenAI itself, vLLM, Ollama, any ``/chat/completions``.
 
-Foreign errors are mapped here, at the seam: httpx and transport exceptions
-become ``AttemptFailed``, upstream statuses become ``AttemptFailed`` or
-``UpstreamRejected``. Nothing the upstream sends back reaches the client before
-it is parsed, and no upstream text that echoes the provider key is shown.
+The body is passed through with ``model`` replaced: OpenAI's shape is the
+gateway's own, so there is nothing to translate.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
-import math
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 
-from ..errors import UpstreamRejected
 from .base import AttemptFailed, Chunk
-from .sse import SSEDecoder
-
-# Statuses that mean the request itself is wrong: every target would refuse it.
-_REQUEST_FAULTS = frozenset({400, 413, 422})
-_SECRET_PIECE = 8
+from .http import HTTPProvider, ResponseStream, header_pair
 
 
-class OpenAIProvider:
-    """Calls ``{base_url}/chat/completions`` over the provider's pooled transport.
+class OpenAIProvider(HTTPProvider):
+    """Calls ``{base_url}/chat/completions`` and ``{base_url}/embeddings``."""
 
-    The adapter sends ``httpx.Request``s to the transport itself: an
-    ``httpx.AsyncClient`` in between would add cookie, auth, redirect and URL
-    merging work that the gateway does not use, on every call.
-    """
-
-    stub = False
+    kind = "openai"
 
     def __init__(
         self,
@@ -45,211 +29,52 @@ class OpenAIProvider:
         api_key: str | None,
         timeout_s: float,
     ) -> None:
-        self.name = name
-        self._transport = transport
-        self._key = api_key
-        self._timeout_s = timeout_s
+        super().__init__(name, transport, api_key, timeout_s)
+        self._base = base_url.rstrip("/")
         # Built once, not per request.
-        self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
-        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._json_headers = httpx.Headers(
-            {"content-type": "application/json", "accept": "application/json", **auth}
-        )
-        self._sse_headers = httpx.Headers(
-            {"content-type": "application/json", "accept": "text/event-stream", **auth}
-        )
-        self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+        self._chat_url = httpx.URL(self._base + "/chat/completions")
+        self._embeddings_url = httpx.URL(self._base + "/embeddings")
+        self._json_headers, self._sse_headers = header_pair(self.auth_headers(api_key))
 
-    def _request(self, payload: bytes, headers: httpx.Headers) -> httpx.Request:
-        return httpx.Request(
-            "POST", self._url, headers=headers, content=payload, extensions=self._extensions
-        )
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def chat_url(self, model: str) -> httpx.URL:
+        return self._chat_url
+
+    def embeddings_url(self, model: str) -> httpx.URL:
+        return self._embeddings_url
 
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = orjson.dumps({**body, "model": model})
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._transport.handle_async_request(
-                    self._request(payload, self._json_headers)
-                )
-                content = await _read(response)
-        except (TimeoutError, httpx.HTTPError) as exc:
-            raise self._transport_failure(exc) from None
-        if response.status_code != 200:
-            raise self._status_failure(response.status_code, response.headers, content)
-        try:
-            answer = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            raise AttemptFailed(
-                "bad_response", f"provider {self.name} answered a body that is not JSON"
-            ) from None
-        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        answer = await self._call_json(self.chat_url(model), self._json_headers, payload)
+        if not isinstance(answer.get("choices"), list):
             raise AttemptFailed(
                 "bad_response", f"provider {self.name} answered without a 'choices' list"
             )
         return answer
 
-    async def open_stream(self, model: str, body: dict[str, Any]) -> _SSEStream:
+    async def embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        payload = orjson.dumps({**body, "model": model})
+        answer = await self._call_json(self.embeddings_url(model), self._json_headers, payload)
+        if not isinstance(answer.get("data"), list):
+            raise AttemptFailed(
+                "bad_response", f"provider {self.name} answered without a 'data' list"
+            )
+        return answer
+
+    async def open_stream(self, model: str, body: dict[str, Any]) -> ResponseStream:
         options = dict(body.get("stream_options") or {})
-        options["include_usage"] = (
-            True  # the gateway counts tokens even when the client did not ask
-        )
+        # The gateway counts tokens even when the client did not ask.
+        options["include_usage"] = True
         payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._transport.handle_async_request(
-                    self._request(payload, self._sse_headers)
-                )
-        except (TimeoutError, httpx.HTTPError) as exc:
-            raise self._transport_failure(exc) from None
-        if response.status_code != 200:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    content = await _read(response)
-            except (TimeoutError, httpx.HTTPError):
-                content = b""
-                await response.aclose()
-            raise self._status_failure(response.status_code, response.headers, content)
-        return _SSEStream(self, response)
+        response = await self._open(self.chat_url(model), self._sse_headers, payload)
+        return ResponseStream(response, self._chunks)
 
-    def _transport_failure(self, exc: BaseException) -> AttemptFailed:
-        if _is_timeout(exc):
-            return AttemptFailed(
-                "timeout", f"provider {self.name} did not answer within {self._timeout_s:g} s"
-            )
-        return AttemptFailed(
-            "connect", f"provider {self.name} could not be reached ({type(exc).__name__})"
-        )
-
-    def _status_failure(
-        self, status: int, headers: httpx.Headers, content: bytes
-    ) -> AttemptFailed | UpstreamRejected:
-        detail = self._upstream_message(content)
-        if status in _REQUEST_FAULTS:
-            return UpstreamRejected(
-                f"provider {self.name} refused the request ({status}){detail}", status=status
-            )
-        return AttemptFailed(
-            "status",
-            f"provider {self.name} answered {status}{detail}",
-            status=status,
-            retry_after_s=parse_retry_after(headers.get("retry-after")),
-        )
-
-    def _upstream_message(self, content: bytes) -> str:
-        """The upstream's own error message, unless it echoes any piece of the key."""
-        try:
-            error = orjson.loads(content).get("error")
-            message = error.get("message") if isinstance(error, dict) else None
-        except (orjson.JSONDecodeError, AttributeError):
-            return ""
-        if not isinstance(message, str) or not message:
-            return ""
-        if self._key and _shares_piece(message, self._key):
-            return ": (upstream message withheld: it quoted the provider credentials)"
-        return f": {message[:500]}"
-
-    def _stream_message(self, what: str) -> str:
-        return f"provider {self.name} {what}"
-
-
-class _SSEStream:
-    """OpenAI server-sent events in, chunk dicts out.
-
-    A silent upstream is cut by the transport's read timeout. One that keeps
-    sending bytes without completing an event (a drip) is cut here, once no
-    event has arrived for the provider's timeout.
-    """
-
-    def __init__(self, provider: OpenAIProvider, response: httpx.Response) -> None:
-        self._provider = provider
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[Chunk]:
-        provider = self._provider
-        decoder = SSEDecoder()
-        clock = asyncio.get_running_loop().time
-        last_event = clock()
-        try:
-            async for raw in self._response.stream:  # type: ignore[union-attr]
-                events = decoder.feed(raw)
-                if not events:
-                    if clock() - last_event > provider._timeout_s:
-                        raise TimeoutError
-                    continue
-                last_event = clock()
-                for data in events:
-                    if data == b"[DONE]":
-                        return
-                    yield self._chunk(data)
-        except (TimeoutError, httpx.HTTPError) as exc:
-            raise provider._transport_failure(exc) from None
-        raise AttemptFailed(
-            "bad_response", provider._stream_message("ended the stream without [DONE]")
-        )
-
-    def _chunk(self, data: bytes) -> Chunk:
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise AttemptFailed(
-                "bad_response", self._provider._stream_message("sent an event that is not JSON")
-            ) from None
-        if not isinstance(chunk, dict):
-            raise AttemptFailed(
-                "bad_response",
-                self._provider._stream_message("sent an event that is not an object"),
-            )
-        return chunk
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-async def _read(response: httpx.Response) -> bytes:
-    """The whole body, then the response closed.
-
-    Iterates the transport's stream directly: the gateway asks for no
-    compression it cannot read, so httpx's decoder layers have nothing to do.
-    """
-    try:
-        chunks = [chunk async for chunk in response.stream]  # type: ignore[union-attr]
-    finally:
-        await response.aclose()
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds or an HTTP date; ``None`` when absent or garbage."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError):
-        return True
-    if isinstance(exc, httpx.ConnectTimeout):
-        # The aiohttp transport reports a dropped connection as ConnectTimeout;
-        # only a cause that really is a timeout counts as one.
-        cause = exc.__cause__
-        return cause is None or isinstance(cause, TimeoutError)
-    return isinstance(exc, httpx.TimeoutException)
-
-
-def _shares_piece(text: str, secret: str) -> bool:
-    if len(secret) < _SECRET_PIECE:
-        return secret in text
-    return any(
-        secret[i : i + _SECRET_PIECE] in text for i in range(len(secret) - _SECRET_PIECE + 1)
-    )
+    async def _chunks(self, response: httpx.Response) -> AsyncIterator[Chunk]:
+        """OpenAI server-sent events in, chunk dicts out, until ``[DONE]``."""
+        async for data in self.sse_data(response):
+            if data == b"[DONE]":
+                return
+            yield self.json_event(data)
+        raise self.stream_failure("ended the stream without [DONE]")

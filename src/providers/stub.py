@@ -1,5 +1,6 @@
 """Stub mode: a provider whose key variable is unset answers with a canned text.
 
+Embeddings are deterministic pseudo-vectors (16 numbers, or ``dimensions``).
 It lets the routing, limiting and telemetry pipeline run with no provider at
 all, and reports no usage, so the gateway's approximation applies as it would
 to any upstream that reports none.
@@ -7,6 +8,7 @@ to any upstream that reports none.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ STUB_TEXT = (
     "This is a stub response from the gateway. Configure a valid API key to get real completions."
 )
 _STREAM_PIECES = 6
+_STUB_DIMS = 16
 
 
 class StubProvider:
@@ -42,8 +45,31 @@ class StubProvider:
             ],
         }
 
+    async def embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One deterministic vector per input (the same input, the same vector)."""
+        inputs = body.get("input")
+        items: list[Any] = (
+            inputs if isinstance(inputs, list) and inputs and not _is_tokens(inputs) else [inputs]
+        )
+        dimensions = body.get("dimensions")
+        size = dimensions if isinstance(dimensions, int) else _STUB_DIMS
+        data = [
+            {"object": "embedding", "index": i, "embedding": _vector(repr(item), size)}
+            for i, item in enumerate(items)
+        ]
+        return {"object": "list", "data": data, "model": model}
+
     async def open_stream(self, model: str, body: dict[str, Any]) -> _StubStream:
         return _StubStream(model)
+
+
+def _is_tokens(inputs: list[Any]) -> bool:
+    return all(isinstance(item, int) for item in inputs)
+
+
+def _vector(text: str, size: int) -> list[float]:
+    seed = hashlib.sha256(text.encode()).digest()
+    return [round(seed[i % len(seed)] / 255 - 0.5, 6) for i in range(size)]
 
 
 def _stub_id() -> str:
