@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 import redis
 
-from src.config import ConfigError, StateConfig, parse_config
+from src.config import BudgetConfig, ConfigError, StateConfig, parse_config
+from src.keys import key_sha256, new_key
+from src.redis_store import RedisStore
+from src.spend.redis import SCRIPTS as SPEND_SCRIPTS
+from src.spend.redis import RedisSpendStore
 from src.state_backend import worker_count
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 from tests.redis_support import RedisServer
@@ -260,3 +264,70 @@ async def test_a_redis_restart_between_requests_costs_no_failure(
     assert after.status_code == 200
     assert after.headers["x-ratelimit-remaining-requests"] == "4"
     assert client.app.state.backend.failures == 0
+
+
+async def test_spend_lives_under_the_utc_day_and_month_of_the_redis_clock(
+    gateway_client, upstream, tmp_path, provider_key, redis_url, redis_prefix
+):
+    upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
+    key = new_key()
+    config = make_config(
+        tmp_path,
+        pricing={"primary": {"up-model-a": {"input_usd_per_mtok": 2, "output_usd_per_mtok": 10}}},
+        clients={"acme": {"key_sha256": key_sha256(key), "budget": {"usd_per_day": 1}}},
+        state=redis_state(redis_url, redis_prefix),
+    )
+    client = await gateway_client(config)
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (
+        await client.post("/v1/chat/completions", json=chat_body(), headers=headers)
+    ).status_code == 200
+    with redis.Redis.from_url(redis_url) as direct:
+        seconds = direct.time()[0]
+        day = f"{redis_prefix}spend:acme:d:{seconds // 86400}"
+        month = f"{redis_prefix}spend:acme:m:{time.strftime('%Y-%m', time.gmtime(seconds))}"
+        assert float(direct.get(day)) == pytest.approx(72 / 1_000_000)
+        assert float(direct.get(month)) == pytest.approx(72 / 1_000_000)
+        assert 86_400 < direct.ttl(day) <= 2 * 86_400
+        assert 31 * 86_400 < direct.ttl(month) <= 32 * 86_400
+        assert float(direct.hget(f"{redis_prefix}spend:acme:holds", "total")) == pytest.approx(0)
+
+
+async def test_spend_in_redis_survives_a_gateway_restart(redis_url, redis_prefix):
+    config = StateConfig(backend="redis", redis_url=redis_url, key_prefix=redis_prefix)
+    budget = BudgetConfig(usd_per_day=1.0)
+    first = RedisStore(config, SPEND_SCRIPTS)
+    verdict = await RedisSpendStore(first).admit("acme", budget, 0.6)
+    await RedisSpendStore(first).settle(verdict.hold, 0.9)
+    await first.aclose()
+
+    second = RedisStore(config, SPEND_SCRIPTS)  # another process, after a restart
+    store = RedisSpendStore(second)
+    assert (await store.spent("acme")).day_usd == pytest.approx(0.9)
+    admitted = await store.admit("acme", budget, 0.2)
+    assert admitted.allowed  # 0.9 < 1: one more may start
+    assert not (await store.admit("acme", budget, 0.2)).allowed  # 0.9 + 0.2 held >= 1
+    await second.aclose()
+
+
+async def test_fail_closed_refuses_a_keyed_client_while_the_budget_store_is_down(
+    gateway_client, upstream, tmp_path, provider_key, redis_server: RedisServer
+):
+    upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
+    key = new_key()
+    config = make_config(
+        tmp_path,
+        clients={"acme": {"key_sha256": key_sha256(key), "budget": {"usd_per_day": 1}}},
+        state=redis_state(redis_server.url, on_error="fail_closed"),
+    )
+    client = await gateway_client(config)
+    headers = {"Authorization": f"Bearer {key}"}
+    redis_server.stop()
+    refused = await client.post("/v1/chat/completions", json=chat_body(), headers=headers)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["type"] == "limiter_unavailable"
+    assert len(upstream.calls) == 0
+    redis_server.start()
+    assert (
+        await client.post("/v1/chat/completions", json=chat_body(), headers=headers)
+    ).status_code == 200

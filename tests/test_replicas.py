@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from src.keys import key_sha256, new_key
 from tests.conftest import free_port
 from tests.gateway_process import GatewayProcess, gateway_process
 
@@ -80,6 +81,48 @@ async def test_two_gateways_on_one_redis_admit_exactly_the_limit_of_a_burst(
     assert statuses.count(200) == LIMIT
     assert statuses.count(429) == BURST - LIMIT
     assert {url for url, _ in results} == {first.url, second.url}
+
+
+async def test_two_gateways_on_one_redis_hold_a_budget_exactly_in_a_burst(
+    tmp_path, gateways, redis_url, redis_prefix
+):
+    key = new_key()
+    # The stub's answer is 17 words: with max_tokens=17 each request's held estimate equals its
+    # real cost, so the spend is the same whenever holds settle, and the budget fits exactly 6.
+    body = {
+        "model": "default-chat",
+        "max_tokens": 17,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    cost = (2 * 1 + 17 * 1) / 1_000_000
+    config = stub_config(
+        tmp_path, {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}, 10**6
+    )
+    config["pricing"] = {"stub": {"m": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1}}}
+    config["clients"] = {
+        "acme": {"key_sha256": key_sha256(key), "budget": {"usd_per_day": 5.5 * cost}}
+    }
+    first, second = start(gateways, tmp_path, config), start(gateways, tmp_path, config)
+
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=BURST)) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"{(first, second)[i % 2].url}/v1/chat/completions", json=body, headers=headers
+                )
+                for i in range(BURST)
+            )
+        )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 6
+    assert statuses.count(429) == BURST - 6
+    assert {r.json()["error"]["type"] for r in responses if r.status_code == 429} == {
+        "budget_exceeded"
+    }
+    assert sum(
+        float(r.headers["x-gateway-cost-usd"]) for r in responses if r.status_code == 200
+    ) == pytest.approx(6 * cost)
 
 
 async def test_two_workers_on_redis_admit_exactly_the_limit_and_do_not_warn(
