@@ -52,6 +52,9 @@ class ProviderConfig(StrictModel):
     api_key_env: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, ge=1)
+    # The HTTP client behind the adapter: the gateway's own lean HTTP/1.1 client,
+    # or aiohttp's (HTTP/1.1 too, more general, about five times the CPU per call).
+    transport: Literal["http1", "aiohttp"] = "http1"
     # azure only: the api-version query parameter of every call
     api_version: str | None = Field(default=None, min_length=1)
     # anthropic only: the anthropic-version header, and max_tokens when the client gives none
@@ -317,7 +320,7 @@ class GatewayConfig(StrictModel):
     # Where spend is recorded so budgets survive a restart (memory backend);
     # default: spend.ledger next to log_file.
     ledger_file: str | None = None
-    # Environment variable holding the key for POST /admin/reload.
+    # Environment variable holding the admin key (POST /admin/reload, /metrics, the dashboard).
     admin_key_env: str = "GATEWAY_ADMIN_KEY"
 
     def ledger_path(self) -> Path:
