@@ -279,6 +279,21 @@ class PolicyConfig(StrictModel):
         return self
 
 
+class StateConfig(StrictModel):
+    """Where limit counters live: this process's memory, or a Redis every replica shares."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://\S+$"
+    )
+    key_prefix: str = Field(default="gw:", min_length=1, max_length=64)
+    # Envoy's and Kong's global limiters also default to serving on when their store fails.
+    on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    # Connect and reply timeout of one Redis call: a dead Redis costs a request at most this.
+    timeout_s: float = Field(default=0.5, gt=0, le=10)
+    max_connections: int = Field(default=64, ge=1)
+
+
 class GatewayConfig(StrictModel):
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     aliases: dict[str, AliasConfig] = Field(min_length=1)
@@ -291,6 +306,7 @@ class GatewayConfig(StrictModel):
     retry_after_cap_s: float = Field(default=2.0, ge=0)
     # provider name -> upstream model -> price
     pricing: dict[str, dict[str, PriceConfig]] = {}
+    state: StateConfig = StateConfig()
     routes: list[RouteRule] = []
     # the whole time a request may spend on its upstream attempts; null: no overall deadline
     deadline_s: float | None = Field(default=None, gt=0)

@@ -29,6 +29,7 @@ from . import accounting, tokens
 from .config import GatewayConfig, RetryConfig
 from .errors import (
     GatewayError,
+    LimiterUnavailable,
     PromptTooLarge,
     RateLimited,
     UpstreamError,
@@ -440,7 +441,12 @@ class Gateway:
     @staticmethod
     def _refusal(
         client_id: str, limits: Limits, exceeded: str | None, retry_after_s: int
-    ) -> RateLimited:
+    ) -> GatewayError:
+        if exceeded == "unavailable":
+            return LimiterUnavailable(
+                "The rate limiter is unavailable, so the request was not served; retry shortly.",
+                headers={"retry-after": str(retry_after_s)},
+            )
         if exceeded == "tokens":
             message = (
                 f"Token rate exceeded for client_id {client_id}"
