@@ -2,10 +2,11 @@
 
 ``create_app`` reads the config and loads its policy hooks (a bad one stops
 start-up with one line naming the file and the field); the lifespan opens what
-the gateway holds (one pooled transport per provider, the limiter, the spend
-store and its ledger, the telemetry writer and its sinks: metrics, the
-dashboard's rolling aggregate, tracing; the SIGHUP reload handler) and closes
-it at shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
+the gateway holds (one pooled transport per provider; the state backend, i.e.
+the limiter and the spend store, in memory with the ledger or in Redis; the
+telemetry writer and its sinks: metrics, the dashboard's rolling aggregate,
+tracing; the SIGHUP reload handler) and closes it at shutdown. ``app`` is what
+``uvicorn src.app:app`` serves.
 
 Each request takes ``state.gateway`` once, when it starts, and uses that
 gateway to its end: a reload swaps ``state.gateway`` without touching the
@@ -50,7 +51,6 @@ from .handling import (
 )
 from .identity import OPEN_MODE_WARNING, Client
 from .labels import Labels
-from .limiter.memory import MemoryLimiter
 from .logfile import LineWriter
 from .messages_api import messages
 from .metrics import InFlight, Metrics
@@ -67,7 +67,7 @@ from .providers import TransportFactory
 from .reload import Reloader, admin_reload, build_gateway
 from .rolling import Rolling
 from .service import Gateway
-from .spend.memory import MemorySpendStore
+from .state_backend import open_backend
 from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
 from .tracing import Tracing, exporter_names
@@ -195,17 +195,16 @@ def create_app(
         logging.getLogger("uvicorn.access").disabled = True
         if config.clients is None:
             print(OPEN_MODE_WARNING, file=sys.stderr, flush=True)
-        spend = await MemorySpendStore.open(config.ledger_path())
+        backend = app.state.backend = await open_backend(config)
         tracing = Tracing(config, tracing_exporters) if tracing_exporters else None
         writer = LineWriter(
             config.log_file, max_bytes=config.log_max_bytes, backups=config.log_backups
         )
         telemetry = Telemetry(writer, *_views(metrics, rolling, tracing))
         app.state.telemetry = telemetry
-        limiter = MemoryLimiter()
         app.state.gateway = build_gateway(
-            config, policies, limiter, spend, transport, telemetry.circuit_changed,
-            CapacityQueue(limiter, metrics),
+            config, policies, backend.limiter, backend.spend, transport,
+            telemetry.circuit_changed, CapacityQueue(backend.limiter, metrics),
         )  # fmt: skip
         app.state.admin = AdminGuard(config)
         app.state.metrics, app.state.rolling = metrics, rolling
@@ -216,7 +215,7 @@ def create_app(
         finally:
             reloader.remove_signal()
             await reloader.aclose()
-            await spend.aclose()
+            await backend.aclose()
             telemetry.close()
             if tracing is not None:
                 tracing.close()

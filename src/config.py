@@ -52,6 +52,9 @@ class ProviderConfig(StrictModel):
     api_key_env: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=256, ge=1)
+    # The HTTP client behind the adapter: the gateway's own lean HTTP/1.1 client,
+    # or aiohttp's (HTTP/1.1 too, more general, about five times the CPU per call).
+    transport: Literal["http1", "aiohttp"] = "http1"
     # azure only: the api-version query parameter of every call
     api_version: str | None = Field(default=None, min_length=1)
     # anthropic only: the anthropic-version header, and max_tokens when the client gives none
@@ -190,6 +193,8 @@ class TracingConfig(StrictModel):
     """OpenTelemetry traces; the exporter is configured by the standard OTEL_* variables."""
 
     enabled: bool = False
+
+
 class BudgetConfig(StrictModel):
     """USD a client may spend per UTC day and per UTC month; ``None`` is no cap."""
 
@@ -287,6 +292,21 @@ class PolicyConfig(StrictModel):
         return self
 
 
+class StateConfig(StrictModel):
+    """Where limit counters live: this process's memory, or a Redis every replica shares."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://\S+$"
+    )
+    key_prefix: str = Field(default="gw:", min_length=1, max_length=64)
+    # Envoy's and Kong's global limiters also default to serving on when their store fails.
+    on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    # Connect and reply timeout of one Redis call: a dead Redis costs a request at most this.
+    timeout_s: float = Field(default=0.5, gt=0, le=10)
+    max_connections: int = Field(default=64, ge=1)
+
+
 class GatewayConfig(StrictModel):
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     aliases: dict[str, AliasConfig] = Field(min_length=1)
@@ -301,6 +321,7 @@ class GatewayConfig(StrictModel):
     max_queue_length: int = Field(default=1000, ge=1, le=1_000_000)
     # provider name -> upstream model -> price
     pricing: dict[str, dict[str, PriceConfig]] = {}
+    state: StateConfig = StateConfig()
     routes: list[RouteRule] = []
     # the whole time a request may spend on its upstream attempts; null: no overall deadline
     deadline_s: float | None = Field(default=None, gt=0)
@@ -314,7 +335,7 @@ class GatewayConfig(StrictModel):
     # Where spend is recorded so budgets survive a restart (memory backend);
     # default: spend.ledger next to log_file.
     ledger_file: str | None = None
-    # Environment variable holding the key for POST /admin/reload.
+    # Environment variable holding the admin key (POST /admin/reload, /metrics, the dashboard).
     admin_key_env: str = "GATEWAY_ADMIN_KEY"
 
     def ledger_path(self) -> Path:

@@ -28,6 +28,7 @@ caller's dialect; nothing else builds error bodies.
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
     ├── UpstreamUnavailable       503 upstream_unavailable  (every target's breaker is open)
+    ├── LimiterUnavailable        503 limiter_unavailable   (Redis down and fail_closed)
     └── UpstreamTimeout           504 upstream_timeout      (also: the request deadline passed)
 """
 
@@ -208,6 +209,13 @@ class UpstreamUnavailable(GatewayError):
 
     status = 503
     type = "upstream_unavailable"
+
+
+class LimiterUnavailable(GatewayError):
+    """The shared limit store cannot be reached and ``state.on_error`` is ``fail_closed``."""
+
+    status = 503
+    type = "limiter_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

@@ -10,7 +10,14 @@ the telemetry record instead (``shadow`` in the line).
 from __future__ import annotations
 
 from .accounting import format_usd
-from .errors import CostCeilingExceeded, GatewayError, InvalidRequest, RateLimited, RuleInfo
+from .errors import (
+    CostCeilingExceeded,
+    GatewayError,
+    InvalidRequest,
+    LimiterUnavailable,
+    RateLimited,
+    RuleInfo,
+)
 from .identity import Client
 from .limiter import WINDOW_S, Decision
 from .quote import Quote
@@ -20,9 +27,15 @@ from .telemetry import CallRecord
 CEILING_HEADER = "x-max-cost-usd"
 
 
-def rate_refusal(client_id: str, client: Client, decision: Decision) -> RateLimited:
-    """429 ``rate_limit_exceeded`` for the limit ``decision`` names, with its rule and fields."""
+def rate_refusal(client_id: str, client: Client, decision: Decision) -> GatewayError:
+    """429 ``rate_limit_exceeded`` for the limit ``decision`` names, with its rule and fields;
+    503 ``limiter_unavailable`` when the shared limit store is down (and set to fail closed)."""
     limits, quota = client.limits, decision.quota
+    if decision.exceeded == "unavailable":
+        return LimiterUnavailable(
+            "The rate limiter is unavailable, so the request was not served; retry shortly.",
+            headers={"retry-after": str(decision.retry_after_s)},
+        )
     if decision.exceeded == "tokens":
         message = (
             f"Token rate exceeded for client_id {client_id}"

@@ -162,7 +162,7 @@ class Gateway:
         ticket.headers = self._headers(client, decision.quota)
         if not decision.allowed:
             error = rate_refusal(record.client_id, client, decision)
-            if client.rate_shadow:
+            if client.rate_shadow and decision.exceeded != "unavailable":
                 note_shadow(record, error)
                 return ticket
             if ticket.hold is not None:
@@ -182,7 +182,12 @@ class Gateway:
         decision: Decision | None = None
         if timeout is None or client.rate_shadow or not queue.queued(client_id):
             decision = await self.limiter.admit(client_id, client.limits, reserve)
-            if decision.allowed or timeout is None or client.rate_shadow:
+            if (
+                decision.allowed
+                or timeout is None
+                or client.rate_shadow
+                or decision.exceeded == "unavailable"  # a store that is down: no use waiting
+            ):
                 return decision
         return await queue.wait(
             client_id, client.limits, reserve, decision, timeout_s=timeout,

@@ -94,7 +94,7 @@ def test_rules_that_can_never_match_are_errors(tmp_path: Path) -> None:
     run = _tool("validate", str(path))
     assert run.returncode == 1
     lines = path.read_text().splitlines()
-    policy_match = next(i for i, l in enumerate(lines, 1) if '"client": "ghost"' in l) - 1
+    policy_match = next(i for i, text in enumerate(lines, 1) if '"client": "ghost"' in text) - 1
     assert (
         f"{path}:{policy_match}: error: policies.0.match: can never match: no client 'ghost'"
         in run.stdout

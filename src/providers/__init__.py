@@ -1,10 +1,11 @@
 """Provider adapters, and the set of them the gateway opens at start-up.
 
 ``Providers`` owns one pooled httpx transport per provider that has a key (or
-needs none) and closes them all in ``aclose``. The default transport is
-``AiohttpTransport``: httpx's interface over aiohttp's connection pool, which
-holds up under concurrency where httpx's default pool does not. Tests pass a
-factory that returns ``httpx.MockTransport`` (or a respx router's) instead.
+needs none) and closes them all in ``aclose``. The transport is the
+provider's ``transport`` setting: ``Http1Transport`` (default), the gateway's
+own HTTP/1.1 client, or ``AiohttpTransport``, httpx's interface over aiohttp.
+Both hold up under concurrency where httpx's default pool does not. Tests pass
+a factory that returns ``httpx.MockTransport`` (or a respx router's) instead.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from ..config import GatewayConfig, ProviderConfig
 from .anthropic import AnthropicProvider
 from .azure import AzureOpenAIProvider
 from .base import AttemptFailed, ChunkStream, Provider, Usage
+from .http1 import Http1Transport
 from .openai import OpenAIProvider
 from .stub import STUB_TEXT, StubProvider
-from .transport import AiohttpTransport
 
 __all__ = [
     "STUB_TEXT",
@@ -29,18 +30,23 @@ __all__ = [
     "Providers",
     "TransportFactory",
     "Usage",
+    "configured_transport",
 ]
 
 TransportFactory = Callable[[ProviderConfig], httpx.AsyncBaseTransport]
 
 
-def aiohttp_transport(spec: ProviderConfig) -> httpx.AsyncBaseTransport:
-    return AiohttpTransport(max_connections=spec.max_connections)
+def configured_transport(spec: ProviderConfig) -> httpx.AsyncBaseTransport:
+    if spec.transport == "aiohttp":
+        from .transport import AiohttpTransport  # aiohttp costs ~85 ms of start-up: only on demand
+
+        return AiohttpTransport(max_connections=spec.max_connections)
+    return Http1Transport(max_connections=spec.max_connections)
 
 
 class Providers:
     def __init__(self, config: GatewayConfig, transport: TransportFactory | None = None) -> None:
-        make_transport = transport or aiohttp_transport
+        make_transport = transport or configured_transport
         self._transports: list[httpx.AsyncBaseTransport] = []
         self._by_name: dict[str, Provider] = {}
         for name, spec in config.providers.items():

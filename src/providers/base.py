@@ -2,8 +2,11 @@
 
 An adapter turns an OpenAI-shaped chat (or embeddings) body into one upstream
 call and back: OpenAI's shapes are the gateway's lingua franca.
-It owns nothing but a reference to the ``httpx.AsyncClient`` the gateway made
-for its provider at start-up; the lifespan closes the clients.
+It sends ``httpx.Request``s straight to the pooled httpx transport
+(``httpx.AsyncBaseTransport``, ``AiohttpTransport`` in production) made for its
+provider at start-up, with no ``httpx.AsyncClient`` in between; ``Providers``
+owns the transports and closes them (at shutdown, or when a reload retires
+the gateway that used them).
 
 Failures an adapter raises:
 - ``AttemptFailed``: this target could not answer (timeout, connection error,
