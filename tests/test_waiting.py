@@ -1,6 +1,6 @@
 """Waiting for capacity (``queue_timeout_ms``), end to end through uvicorn: exact against the
-limit, first come first served per client under a concurrent burst, bounded, and left at once by a
-client that disconnects."""
+limit, first come first served per client under a concurrent burst (with the memory and the Redis
+backend), bounded, and left at once by a client that disconnects."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 
+from src.limiter import Limits
+from src.limiter.memory import MemoryLimiter
+from src.waiting import CapacityQueue
 from tests.gateway_process import gateway_process, stub_config
 from tests.upstream_server import FakeUpstream
 
@@ -47,10 +50,13 @@ async def _burst(base: str, plan: list[tuple[str, str]], gap_s: float = 0.0) -> 
         return await asyncio.gather(*(one(i, c, t) for i, (c, t) in enumerate(plan)))
 
 
-def test_a_burst_waits_then_gets_exactly_the_limit_and_429s(tmp_path: Path) -> None:
+def test_a_burst_waits_then_gets_exactly_the_limit_and_429s(
+    tmp_path: Path, state: dict[str, Any]
+) -> None:
     names = ["a", "b", "c"]
     config = stub_config(
         tmp_path,
+        state=state,
         clients=_clients(names, rate_limit={"requests_per_minute": 3}, queue_timeout_ms=800),
     )
     with gateway_process(tmp_path, config) as base:
@@ -69,7 +75,7 @@ def test_a_burst_waits_then_gets_exactly_the_limit_and_429s(tmp_path: Path) -> N
 
 
 def test_capacity_freed_by_finished_requests_serves_waiters_in_arrival_order(
-    tmp_path: Path,
+    tmp_path: Path, state: dict[str, Any]
 ) -> None:
     names = ["a", "b", "c"]
     with FakeUpstream() as upstream:
@@ -78,6 +84,7 @@ def test_capacity_freed_by_finished_requests_serves_waiters_in_arrival_order(
             tmp_path,
             providers={"up": {"base_url": upstream.base_url, "api_key_env": "GW_WAIT_KEY"}},
             aliases={"default-chat": {"provider": "up", "model": "m"}},
+            state=state,
             # "hi" is 2 tokens, max_tokens 45: 47 reserved, so two requests fit in 100 at once;
             # each answer reconciles to 2 tokens, which lets the next waiter in
             clients=_clients(
@@ -137,3 +144,29 @@ def test_the_queue_is_bounded_and_a_client_that_leaves_leaves_it(tmp_path: Path)
             time.sleep(0.05)
     assert _metric(metrics, 'gateway_queue_outcomes_total{outcome="full"}') == 1
     assert _metric(metrics, "gateway_queue_length") == 0
+
+
+async def test_higher_priority_lanes_are_served_first_when_capacity_frees() -> None:
+    now = [0.0]
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    queue = CapacityQueue(limiter)
+    limits = Limits(1)
+    served: list[str] = []
+
+    async def wait(client: str, priority: int) -> None:
+        refused = await limiter.admit(client, limits, 0)
+        decision = await queue.wait(client, limits, 0, refused, timeout_s=5,
+                                    priority=priority, max_length=10)  # fmt: skip
+        assert decision.allowed
+        served.append(client)
+
+    for client in ("low", "high"):
+        assert (await limiter.admit(client, limits, 0)).allowed
+    tasks = [asyncio.create_task(wait("low", 0)), asyncio.create_task(wait("high", 5))]
+    await asyncio.sleep(0.05)
+    assert queue.waiting == 2 and served == []
+    now[0] = 61.0  # both windows move on at the same moment
+    queue.notify("low")
+    queue.notify("high")
+    await asyncio.gather(*tasks)
+    assert served == ["high", "low"]
