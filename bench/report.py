@@ -192,6 +192,7 @@ def markdown(results: Results) -> str:
         lines += [table_row(row) for row in rows]
         lines.append("")
     lines += [
+        f"- gateway state backend: {results.meta.get('state_backend', 'memory')}",
         f"- gateway start-up to first `GET /healthz` 200: {results.startup_s:.2f} s",
         f"- gateway RSS idle: {results.rss_idle_mib:.1f} MiB",
     ]

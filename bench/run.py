@@ -82,8 +82,10 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def gateway_config(upstream_port: int, log_file: Path) -> dict[str, object]:
+def gateway_config(upstream_port: int, log_file: Path, redis_url: str | None) -> dict[str, object]:
+    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": "bench:"}
     return {
+        "state": state if redis_url else {"backend": "memory"},
         "providers": {
             "upstream": {
                 "type": "openai",
@@ -237,7 +239,9 @@ def soak(target: Target, total: int, load_cpu: int, alive: Callable[[], None]) -
     )
 
 
-def meta(plan: Plan, cores: tuple[int, int], other_url: str | None) -> dict[str, object]:
+def meta(
+    plan: Plan, cores: tuple[int, int], other_url: str | None, state: str
+) -> dict[str, object]:
     wrk_version = subprocess.run(
         ["wrk", "--version"], capture_output=True, text=True, check=False
     ).stdout
@@ -264,7 +268,22 @@ def meta(plan: Plan, cores: tuple[int, int], other_url: str | None) -> dict[str,
         "rounds": plan.rounds,
         "concurrency": list(plan.concurrency),
         "other_gateway_url": other_url,
+        "state_backend": state,
     }
+
+
+def start_redis(stack: contextlib.ExitStack, tmp: Path, cpu: int) -> str:
+    """A private redis-server (no persistence) on the load core, for ``--state redis``."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        fail("--state redis needs redis-server on the PATH (apt-get install -y redis-server)")
+    port = free_port()
+    log = tmp / "redis.out"
+    cmd = ["taskset", "-c", str(cpu), binary, "--port", str(port), "--bind", HOST]
+    cmd += ["--save", "", "--appendonly", "no"]
+    redis = stack.enter_context(managed(cmd, log, REPO_ROOT))
+    wait_for_port(redis, port, "redis-server", log)
+    return f"redis://{HOST}:{port}/0"
 
 
 def parse_args() -> argparse.Namespace:
@@ -296,6 +315,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gateway-key", help="bearer key sent to --gateway-url")
     parser.add_argument(
         "--upstream-port", type=int, help="fixed fake upstream port, for --gateway-url's config"
+    )
+    parser.add_argument(
+        "--state",
+        choices=("memory", "redis"),
+        default="memory",
+        help="the gateway's state backend; redis starts a private redis-server on the load core",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
@@ -338,9 +363,12 @@ def main() -> None:
         upstream = stack.enter_context(managed(cmd, upstream_log, REPO_ROOT))
         wait_for_port(upstream, upstream_port, "fake upstream", upstream_log)
 
+        redis_url = None
+        if args.state == "redis":
+            redis_url = start_redis(stack, tmp, cores[1])
         config_path = tmp / "gateway.json"
         config_path.write_text(
-            json.dumps(gateway_config(upstream_port, tmp / "gateway.log"), indent=2)
+            json.dumps(gateway_config(upstream_port, tmp / "gateway.log", redis_url), indent=2)
         )
         gateway_port = free_port()
         gateway_log = tmp / "gateway.out"
@@ -363,7 +391,9 @@ def main() -> None:
         # "Idle" = started and has served one request of each kind (so lazy
         # imports and pools exist), but no load yet.
         results = Results(
-            meta(plan, cores, other.url if other else None), startup_s, mib(rss_kib(gateway.pid))
+            meta(plan, cores, other.url if other else None, args.state),
+            startup_s,
+            mib(rss_kib(gateway.pid)),
         )
 
         def alive() -> None:

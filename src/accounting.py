@@ -14,7 +14,7 @@ import calendar
 import time
 
 from .config import BudgetConfig, PriceConfig
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, RuleInfo
 from .pricing import PriceTable
 from .providers import Usage
 from .spend import BudgetDecision
@@ -47,21 +47,36 @@ def format_usd(usd: float) -> str:
 
 
 def refusal(client_id: str, budget: BudgetConfig, decision: BudgetDecision) -> BudgetExceeded:
-    """429 ``budget_exceeded`` naming the budget and the spend, retryable at its reset."""
-    now = time.time()
+    """429 ``budget_exceeded`` naming the budget and the spend, retryable at its reset; its
+    ``rule`` is ``clients.<id>.budget.<field>``."""
     spend = decision.spend
     in_flight = f" (of which ${spend.held_usd:.4f} in flight)" if spend.held_usd > 0 else ""
     if decision.exceeded == "usd_per_day":
         limit, spent, period = budget.usd_per_day, spend.day_usd, "today"
-        reset, when = float((int(now // DAY_S) + 1) * DAY_S), "at 00:00 UTC"
+        when = "at 00:00 UTC"
     else:
         limit, spent, period = budget.usd_per_month, spend.month_usd, "this month"
-        reset, when = _next_month(now), "on the 1st at 00:00 UTC"
+        when = "on the 1st at 00:00 UTC"
     message = (
         f"Budget exceeded for client_id {client_id}: {decision.exceeded} is ${limit:.2f}"
         f" and ${spent:.4f} is spent {period}{in_flight}. It resets {when}."
     )
-    return BudgetExceeded(message, retry_after_s=max(1, int(reset - now)))
+    reset_s = reset_in(decision.exceeded or "usd_per_month", time.time())
+    error = BudgetExceeded(message, retry_after_s=reset_s)
+    error.rule = RuleInfo(
+        f"clients.{client_id}.budget.{decision.exceeded}", "budget", f"client:{client_id}",
+        limit, max(0.0, (limit or 0.0) - spent), "usd-micros", reset_s,
+    )  # fmt: skip
+    return error
+
+
+def reset_in(budget_field: str, now: float) -> int:
+    """Whole seconds (at least 1) until the budget ``usd_per_day`` or ``usd_per_month`` resets."""
+    if budget_field == "usd_per_day":
+        reset = float((int(now // DAY_S) + 1) * DAY_S)
+    else:
+        reset = _next_month(now)
+    return max(1, int(reset - now))
 
 
 def _next_month(now: float) -> float:

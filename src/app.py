@@ -2,10 +2,11 @@
 
 ``create_app`` reads the config and loads its policy hooks (a bad one stops
 start-up with one line naming the file and the field); the lifespan opens what
-the gateway holds (one pooled transport per provider, the limiter, the spend
-store and its ledger, the telemetry writer and its sinks: metrics, the
-dashboard's rolling aggregate, tracing; the SIGHUP reload handler) and closes
-it at shutdown. ``app`` is what ``uvicorn src.app:app`` serves.
+the gateway holds (one pooled transport per provider; the state backend, i.e.
+the limiter and the spend store, in memory with the ledger or in Redis; the
+telemetry writer and its sinks: metrics, the dashboard's rolling aggregate,
+tracing; the SIGHUP reload handler) and closes it at shutdown. ``app`` is what
+``uvicorn src.app:app`` serves.
 
 Each request takes ``state.gateway`` once, when it starts, and uses that
 gateway to its end: a reload swaps ``state.gateway`` without touching the
@@ -35,12 +36,21 @@ from .accounting import COST_HEADER, format_usd
 from .admin import AdminGuard
 from .config import ConfigError, GatewayConfig, load_config
 from .config import config_path as default_config_path
+from .configcheck import refuse_errors
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound, ShuttingDown
-from .handling import authenticate, client_for, guarded, impostor, refusal_headers, use_case_of
+from .explain import explain
+from .handling import (
+    authenticate,
+    ceiling_of,
+    client_for,
+    guarded,
+    impostor,
+    refusal_headers,
+    use_case_of,
+)
 from .identity import OPEN_MODE_WARNING, Client
 from .labels import Labels
-from .limiter.memory import MemoryLimiter
 from .logfile import LineWriter
 from .messages_api import messages
 from .metrics import InFlight, Metrics
@@ -61,10 +71,11 @@ from .rolling import Rolling
 from .service import Gateway
 from .serving import GatewayProtocol
 from .shutdown import on_sigterm
-from .spend.memory import MemorySpendStore
+from .state_backend import open_backend
 from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
 from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
 from .tracing import Tracing, exporter_names
+from .waiting import CapacityQueue
 from .wire import (
     anthropic_error_response,
     error_response,
@@ -213,6 +224,7 @@ def create_app(
     example with ``httpx.MockTransport``.
     """
     config = config or load_config(config_path)
+    refuse_errors(config, str(config_path or default_config_path()))
     policies = Policies(config, str(config_path or default_config_path()))
     tracing_exporters = exporter_names(config)
     metrics_module.check_multiproc_dir()
@@ -228,7 +240,7 @@ def create_app(
         GatewayProtocol.configure(config.request_read_timeout_s, config.max_header_bytes)
         if config.clients is None:
             print(OPEN_MODE_WARNING, file=sys.stderr, flush=True)
-        spend = await MemorySpendStore.open(config.ledger_path())
+        backend = app.state.backend = await open_backend(config)
         tracing = Tracing(config, tracing_exporters) if tracing_exporters else None
         writer = LineWriter(
             config.log_file, max_bytes=config.log_max_bytes, backups=config.log_backups
@@ -236,8 +248,9 @@ def create_app(
         telemetry = Telemetry(writer, *_views(metrics, rolling, tracing))
         app.state.telemetry = telemetry
         app.state.gateway = build_gateway(
-            config, policies, MemoryLimiter(), spend, transport, telemetry.circuit_changed
-        )
+            config, policies, backend.limiter, backend.spend, transport,
+            telemetry.circuit_changed, CapacityQueue(backend.limiter, metrics),
+        )  # fmt: skip
         app.state.admin = AdminGuard(config)
         app.state.metrics, app.state.rolling = metrics, rolling
         reloader = app.state.reloader = Reloader(app.state, config_path, transport)
@@ -248,7 +261,7 @@ def create_app(
         finally:
             reloader.remove_signal()
             await reloader.aclose()
-            await spend.aclose()
+            await backend.aclose()
             telemetry.close()
             if tracing is not None:
                 tracing.close()
@@ -269,6 +282,7 @@ def create_app(
         app.add_api_route(
             path, handler, methods=["POST"], response_model=None, openapi_extra=openapi_body(shape)
         )
+    app.add_api_route("/v1/explain", explain, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
     if metrics is not None:
@@ -309,6 +323,7 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         ticket = await gateway.admit(
             record, client, chat.model, tokens.prompt_tokens(body["messages"]),
             chat.completion_budget(), body, use_case=use_case_of(request),
+            ceiling_usd=ceiling_of(request),
         )  # fmt: skip
         headers = {**ticket.headers, "x-request-id": record.request_id}
         if chat.stream:
@@ -363,6 +378,7 @@ async def seed_chat(request: Request) -> Response:
         ticket = await gateway.admit(
             record, client, chat.model, tokens.prompt_tokens(body["messages"]),
             chat.completion_budget(), upstream_body, use_case=use_case_of(request),
+            ceiling_usd=ceiling_of(request),
         )  # fmt: skip
         answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
         reply = {
@@ -400,7 +416,7 @@ async def embeddings(request: Request) -> Response:
         embed = validate_body(EmbeddingsRequest, body)
         ticket = await gateway.admit(
             record, client, embed.model, embed.input_tokens(), 0, body,
-            use_case=use_case_of(request), completes=False,
+            use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=False,
         )  # fmt: skip
         answer = await guarded(ticket, gateway.embed(record, ticket, body))
         headers = {**ticket.headers, "x-request-id": record.request_id}

@@ -115,6 +115,8 @@ class AliasConfig(StrictModel):
     fallbacks: list[TargetConfig] = []
     deadline_s: float | None = Field(default=None, gt=0)
     retry: RetryConfig | None = None
+    # A request over its client's rate limit waits up to this long for capacity (see queue).
+    queue_timeout_ms: int | None = Field(default=None, ge=1, le=600_000)
 
     @model_validator(mode="after")
     def _one_form(self) -> AliasConfig:
@@ -158,12 +160,17 @@ class RouteRule(StrictModel):
     alias: str
 
 
+Mode = Literal["enforce", "shadow"]
+"""``shadow``: the rule never refuses; what it would have done goes into the telemetry line."""
+
+
 class RateLimitConfig(StrictModel):
     requests_per_minute: int = Field(ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     # Reserved for the completion when a request gives no max_tokens; the real
     # usage replaces the reservation when the answer ends.
     reserve_completion_tokens: int = Field(default=256, ge=0)
+    mode: Mode = "enforce"
 
 
 class PriceConfig(StrictModel):
@@ -193,6 +200,7 @@ class BudgetConfig(StrictModel):
 
     usd_per_day: float | None = Field(default=None, gt=0)
     usd_per_month: float | None = Field(default=None, gt=0)
+    mode: Mode = "enforce"
 
 
 def _sha256_hex(value: str) -> str:
@@ -218,6 +226,10 @@ class ClientConfig(StrictModel):
     budget: BudgetConfig | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     tags: dict[str, str] = {}
+    # A request over the rate limit waits up to this long for capacity, instead of a 429.
+    queue_timeout_ms: int | None = Field(default=None, ge=1, le=600_000)
+    # Waiting clients with a higher priority are served first when capacity frees.
+    priority: int = Field(default=0, ge=-100, le=100)
 
     def key_hashes(self) -> list[str]:
         return self.key_sha256
@@ -260,6 +272,7 @@ class PolicyConfig(StrictModel):
     replacement: str = "[REDACTED]"
     # hook: "module:function"
     hook: Annotated[str, AfterValidator(_hook_name)] | None = None
+    mode: Mode = "enforce"
 
     @model_validator(mode="after")
     def _action_has_what_it_needs(self) -> PolicyConfig:
@@ -279,6 +292,21 @@ class PolicyConfig(StrictModel):
         return self
 
 
+class StateConfig(StrictModel):
+    """Where limit counters live: this process's memory, or a Redis every replica shares."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://\S+$"
+    )
+    key_prefix: str = Field(default="gw:", min_length=1, max_length=64)
+    # Envoy's and Kong's global limiters also default to serving on when their store fails.
+    on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    # Connect and reply timeout of one Redis call: a dead Redis costs a request at most this.
+    timeout_s: float = Field(default=0.5, gt=0, le=10)
+    max_connections: int = Field(default=64, ge=1)
+
+
 class GatewayConfig(StrictModel):
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     aliases: dict[str, AliasConfig] = Field(min_length=1)
@@ -295,8 +323,11 @@ class GatewayConfig(StrictModel):
     log_max_bytes: int | None = Field(default=None, ge=1024)
     log_backups: int = Field(default=5, ge=1, le=1000)
     retry_after_cap_s: float = Field(default=2.0, ge=0)
+    # Requests waiting for capacity (queue_timeout_ms), at most, in this process.
+    max_queue_length: int = Field(default=1000, ge=1, le=1_000_000)
     # provider name -> upstream model -> price
     pricing: dict[str, dict[str, PriceConfig]] = {}
+    state: StateConfig = StateConfig()
     routes: list[RouteRule] = []
     # the whole time a request may spend on its upstream attempts; null: no overall deadline
     deadline_s: float | None = Field(default=None, gt=0)

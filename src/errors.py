@@ -11,6 +11,7 @@ caller's dialect; nothing else builds error bodies.
     ├── PromptTooLarge            400 prompt_too_large
     ├── ContentBlocked            400 content_blocked       (a block_pattern policy)
     ├── InvalidConfig             400 invalid_config        (a reload refused)
+    ├── CostCeilingExceeded       400 cost_ceiling_exceeded (the quote is over X-Max-Cost-USD)
     ├── AuthenticationFailed      401 authentication_error  (WWW-Authenticate: Bearer)
     ├── PermissionDenied          403 permission_denied
     ├── ModelNotAllowed           403 model_not_allowed
@@ -28,16 +29,45 @@ caller's dialect; nothing else builds error bodies.
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
     ├── UpstreamUnavailable       503 upstream_unavailable  (every target's breaker is open)
+    ├── LimiterUnavailable        503 limiter_unavailable   (Redis down and fail_closed)
     ├── ShuttingDown              503 service_unavailable   (SIGTERM received: no new work)
     └── UpstreamTimeout           504 upstream_timeout      (also: the request deadline passed)
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """The rule behind a refusal (or a shadow rule's would-be refusal), for body and headers.
+
+    ``name`` is the rule's place in the config (``clients.acme.rate_limit.requests_per_minute``,
+    ``policies.no-legacy``, ...); ``kind`` one of ``requests``, ``tokens``, ``budget``,
+    ``policy``, ``cost_ceiling``; ``scope`` whom it counts (``client:acme``, ``request``);
+    ``limit`` and ``remaining`` in ``unit``; ``reset_s`` seconds until it resets (``None``:
+    it does not reset by itself); ``window_s`` the length of its window, if it has one.
+    """
+
+    name: str
+    kind: str
+    scope: str
+    limit: float | None
+    remaining: float
+    unit: str
+    reset_s: int | None
+    window_s: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
 
 class GatewayError(Exception):
     status: int = 500
     type: str = "internal_error"
+    # Set on refusals by a rule (limits, budgets, policies, the cost ceiling).
+    rule: RuleInfo | None = None
 
     def __init__(
         self,
@@ -77,6 +107,11 @@ class ContentBlocked(GatewayError):
 class InvalidConfig(GatewayError):
     status = 400
     type = "invalid_config"
+
+
+class CostCeilingExceeded(GatewayError):
+    status = 400
+    type = "cost_ceiling_exceeded"
 
 
 class AuthenticationFailed(GatewayError):
@@ -183,6 +218,13 @@ class UpstreamUnavailable(GatewayError):
 
     status = 503
     type = "upstream_unavailable"
+
+
+class LimiterUnavailable(GatewayError):
+    """The shared limit store cannot be reached and ``state.on_error`` is ``fail_closed``."""
+
+    status = 503
+    type = "limiter_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from .errors import GatewayError, PermissionDenied
 from .identity import Client
 from .models import MAX_CLIENT_ID
+from .refusals import CEILING_HEADER, parse_ceiling, with_rule_fields
 from .service import Gateway, Ticket
 from .telemetry import CallRecord
 
@@ -53,6 +54,11 @@ def use_case_of(request: Request) -> str | None:
     return request.headers.get("x-use-case") or None
 
 
+def ceiling_of(request: Request) -> float | None:
+    """The client's cost ceiling (``X-Max-Cost-USD``), if it sent one."""
+    return parse_ceiling(request.headers.get(CEILING_HEADER))
+
+
 async def guarded(ticket: Ticket, work: Any) -> Any:
     """Await ``work``; a refusal after admission still carries the client's limit headers."""
     try:
@@ -67,7 +73,8 @@ async def refusal_headers(
 ) -> dict[str, str]:
     """Record a refusal on the telemetry record; the headers its answer carries.
 
-    The client's quota once the client is known (not for a refused API key).
+    The client's quota once the client is known (not for a refused API key), and
+    the refusing rule's ``RateLimit-Policy``/``RateLimit`` fields.
     """
     record.status, record.error_type = exc.status, exc.type
     if exc.status == 499:
@@ -76,5 +83,7 @@ async def refusal_headers(
         record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
     headers = {"x-request-id": record.request_id}
     if client is not None and "x-ratelimit-limit-requests" not in exc.headers:
-        headers.update(await gateway.quota_headers(record.client_id, client.limits))
+        headers.update(await gateway.quota_headers(record.client_id, client))
+    if exc.rule is not None and "ratelimit" not in exc.headers:
+        with_rule_fields(exc, client)
     return headers

@@ -23,6 +23,7 @@ from typing import Any
 from .config import BudgetConfig, GatewayConfig, RateLimitConfig
 from .errors import AuthenticationFailed, InvalidRequest, ModelNotAllowed
 from .limiter import Limits
+from .ratelimit_fields import LimitFields
 
 OPEN_MODE_WARNING = (
     "gateway: warning: no 'clients' in the config: running open, without API keys;"
@@ -42,6 +43,17 @@ class Client:
     budget: BudgetConfig | None = None
     max_tokens: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Where the client's rules live in the config, for refusals and shadow reports.
+    rate_rule: str = "rate_limit"
+    rate_shadow: bool = False
+    budget_shadow: bool = False
+    queue_timeout_s: float | None = None
+    priority: int = 0
+    fields: LimitFields | None = None
+
+    @property
+    def scope(self) -> str:
+        return f"client:{self.id}"
 
     def check_model(self, alias: str) -> None:
         """Raise ``ModelNotAllowed`` when the alias is outside the client's allow-list."""
@@ -81,16 +93,22 @@ class Identity:
     def __init__(self, config: GatewayConfig) -> None:
         aliases = tuple(config.aliases)
         self.open = config.clients is None
+        limits = _limits(config.rate_limit)
         self.default = Client(
             None,
-            _limits(config.rate_limit),
+            limits,
             config.rate_limit.reserve_completion_tokens,
             aliases,
+            rate_shadow=config.rate_limit.mode == "shadow",
+            fields=LimitFields("rate_limit", limits),
         )
         self._by_hash: dict[str, tuple[str, Client]] = {}
+        self.by_id: dict[str, Client] = {}
         for client_id, spec in (config.clients or {}).items():
             rate = spec.rate_limit or config.rate_limit
+            rule = f"clients.{client_id}.rate_limit" if spec.rate_limit else "rate_limit"
             allowed = None if spec.allowed_models is None else frozenset(spec.allowed_models)
+            queue_ms = spec.queue_timeout_ms
             client = Client(
                 client_id,
                 _limits(rate),
@@ -100,7 +118,14 @@ class Identity:
                 spec.budget,
                 spec.max_tokens,
                 dict(spec.tags),
+                rule,
+                rate.mode == "shadow",
+                spec.budget is not None and spec.budget.mode == "shadow",
+                queue_ms / 1000 if queue_ms is not None else None,
+                spec.priority,
+                LimitFields(rule, _limits(rate)),
             )
+            self.by_id[client_id] = client
             for digest in spec.key_hashes():
                 self._by_hash[digest] = (digest, client)
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from . import tokens
 from .errors import GatewayError
-from .handling import client_for, guarded, refusal_headers, use_case_of
+from .handling import ceiling_of, client_for, guarded, refusal_headers, use_case_of
 from .identity import Client
 from .models import MessagesRequest, validate_body
 from .providers import Usage
@@ -63,7 +63,7 @@ async def messages(request: Request) -> Response | SSEResponse:
         prompt = tokens.prompt_tokens(chat["messages"])
         ticket = await gateway.admit(
             record, client, inbound.model, prompt, inbound.max_tokens, chat,
-            use_case=use_case_of(request),
+            use_case=use_case_of(request), ceiling_usd=ceiling_of(request),
         )  # fmt: skip
         headers = {**ticket.headers, "x-request-id": record.request_id}
         message_id = "msg_" + record.request_id.removeprefix("gw-")

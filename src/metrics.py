@@ -111,6 +111,20 @@ class Metrics:
             "gateway_circuit_state", "Circuit of each target: 0 closed, 1 half-open, 2 open.",
             ["provider", "model"], registry=registry, multiprocess_mode="livemax",
         )  # fmt: skip
+        self.shadow = Counter(
+            "gateway_shadow_decisions",
+            "What rules in shadow mode would have done, by rule and would-be outcome.",
+            ["rule", "would"], registry=registry,
+        )  # fmt: skip
+        self.queue_waiting = Gauge(
+            "gateway_queue_length", "Requests waiting for rate-limit capacity (queue_timeout_ms).",
+            registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.queue_outcomes = Counter(
+            "gateway_queue_outcomes",
+            "Requests that waited for capacity, by outcome (admitted, timed_out, left, full).",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
         self.in_flight = Gauge(
             "gateway_requests_in_flight", "API requests being handled (streams: to the end).",
             registry=registry, multiprocess_mode="livesum",
@@ -147,12 +161,21 @@ class Metrics:
         retries = fields.get("retries")
         if retries:
             self.retries.labels(alias).inc(retries)
+        if record.shadow is not None:
+            for note in record.shadow:
+                self.shadow.labels(note["rule"], note["would"]).inc()
         for attempt in record.attempts:
             result = (attempt.provider, attempt.error or "ok")
             child = self._attempts.get(result)
             if child is None:
                 child = self._attempts[result] = self.attempts.labels(*result)
             child.inc()
+
+    def queue_length(self, length: int) -> None:
+        self.queue_waiting.set(length)
+
+    def queue_outcome(self, outcome: str) -> None:
+        self.queue_outcomes.labels(outcome).inc()
 
     def circuit_changed(self, provider: str, model: str, state: str) -> None:
         self.circuit.labels(provider, model).set(CIRCUIT_STATES.get(state, 0))

@@ -15,10 +15,15 @@ every field given must match, none given matches every call) and an action:
 Rules run in config order. The rules that match a call are chosen once, before
 the upstream call; the same rules see the answer. A call with no rules costs
 one truth test.
+
+A rule with ``"mode": "shadow"`` changes and refuses nothing: ``before`` and
+``after`` return notes of what it would have done (deny, block, redact, log
+the payload, a hook's refusal or failure); a shadow hook sees copies.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import logging
@@ -28,7 +33,7 @@ from functools import partial
 from typing import Any, Literal
 
 from .config import ConfigError, GatewayConfig, PolicyConfig
-from .errors import ContentBlocked, PolicyDenied, PolicyFailed
+from .errors import ContentBlocked, GatewayError, PolicyDenied, PolicyFailed, RuleInfo
 from .redaction import compile_patterns, map_prompt_text, prompt_texts
 
 Phase = Literal["request", "response"]
@@ -89,6 +94,12 @@ class Rule:
     pattern: Any = None
     replacement: str = ""
     hook: Hook | None = field(default=None, compare=False)
+    shadow: bool = False
+    scope: str = "all requests"
+
+    @property
+    def info(self) -> RuleInfo:
+        return RuleInfo(f"policies.{self.name}", "policy", self.scope, 0, 0, "requests", None)
 
     def matches(self, call: Call) -> bool:
         return (
@@ -117,7 +128,20 @@ def _compile(index: int, spec: PolicyConfig, source: str) -> Rule:
         pattern,
         spec.replacement,
         hook,
+        spec.mode == "shadow",
+        _scope(spec),
     )
+
+
+def _scope(spec: PolicyConfig) -> str:
+    """The calls a rule applies to, in words: ``client=a,b; alias=x`` or ``all requests``."""
+    parts = []
+    for key in ("client", "alias", "provider", "use_case"):
+        value = getattr(spec.match, key)
+        if value is not None:
+            parts.append(f"{key}={value if isinstance(value, str) else ','.join(value)}")
+    parts.extend(f"tags.{key}={value}" for key, value in spec.match.tags.items())
+    return "; ".join(parts) or "all requests"
 
 
 def _import_hook(index: int, name: str, source: str) -> Hook:
@@ -152,21 +176,27 @@ class Policies:
         call = Call(client_id, alias, self._providers.get(alias, ()), tags, use_case)
         return call, tuple(rule for rule in self.rules if rule.matches(call))
 
-    async def before(self, call: Call, rules: tuple[Rule, ...], body: dict[str, Any]) -> None:
-        """The request phase: refuse, or change ``body`` (the body about to go upstream)."""
+    async def before(
+        self, call: Call, rules: tuple[Rule, ...], body: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The request phase: refuse, or change ``body`` (the body about to go upstream).
+
+        Returns the notes of the shadow rules that would have acted (usually none).
+        """
+        notes: list[dict[str, Any]] = []
         for rule in rules:
-            if rule.action == "deny":
-                raise PolicyDenied(f"Request denied by policy {rule.name!r}.")
-            if rule.action == "block_pattern":
-                if any(rule.pattern.search(text) for text in prompt_texts(body)):
-                    raise ContentBlocked(
-                        f"The request contains content blocked by policy {rule.name!r}.",
-                        param="messages",
-                    )
-            elif rule.action == "redact":
-                map_prompt_text(body, partial(rule.pattern.sub, rule.replacement))
-            elif rule.hook is not None:
-                await _run(rule, HookEvent("request", rule.name, *_attrs(call), body))
+            if not rule.shadow:
+                await _before(rule, call, body)
+                continue
+            # a shadow hook may change what it is given: give it a copy
+            try:
+                would = await _before(rule, call, copy.deepcopy(body) if rule.hook else body)
+            except GatewayError as exc:
+                notes.append(_note(rule, exc.type, exc.status, exc.message))
+            else:
+                if would is not None:
+                    notes.append(_note(rule, would, None, f"policy {rule.name!r} would {would}"))
+        return notes
 
     async def after(
         self,
@@ -176,16 +206,69 @@ class Policies:
         body: dict[str, Any],
         answer: dict[str, Any] | None,
         text: str | None = None,
-    ) -> None:
-        """The response phase: hooks see (and may change or refuse) the answer."""
+    ) -> list[dict[str, Any]]:
+        """The response phase: hooks see (and may change or refuse) the answer.
+
+        Returns the notes of shadow hooks that would have refused it.
+        """
         answered = (provider,) if provider else ()
+        notes: list[dict[str, Any]] = []
         for rule in rules:
-            if rule.hook is not None:
-                event = HookEvent(
-                    "response", rule.name, call.client_id, call.alias, answered,
-                    call.tags, call.use_case, body, answer, text,
-                )  # fmt: skip
+            if rule.hook is None:
+                continue
+            shadow = rule.shadow
+            event = HookEvent(
+                "response", rule.name, call.client_id, call.alias, answered, call.tags,
+                call.use_case, copy.deepcopy(body) if shadow else body,
+                copy.deepcopy(answer) if shadow else answer, text,
+            )  # fmt: skip
+            try:
                 await _run(rule, event)
+            except GatewayError as exc:
+                if not shadow:
+                    raise
+                notes.append(_note(rule, exc.type, exc.status, exc.message))
+        return notes
+
+
+async def _before(rule: Rule, call: Call, body: dict[str, Any]) -> str | None:
+    """One rule's request phase; what it did when that is not a refusal (``redact``...)."""
+    if rule.action == "deny":
+        raise _refused(PolicyDenied(f"Request denied by policy {rule.name!r}."), rule)
+    if rule.action == "block_pattern":
+        if any(rule.pattern.search(text) for text in prompt_texts(body)):
+            raise _refused(
+                ContentBlocked(
+                    f"The request contains content blocked by policy {rule.name!r}.",
+                    param="messages",
+                ),
+                rule,
+            )
+    elif rule.action == "redact":
+        if not rule.shadow:
+            map_prompt_text(body, partial(rule.pattern.sub, rule.replacement))
+        elif any(rule.pattern.search(text) for text in prompt_texts(body)):
+            return "redact"
+    elif rule.action == "log_payload":
+        return "log_payload"
+    elif rule.hook is not None:
+        await _run(rule, HookEvent("request", rule.name, *_attrs(call), body))
+    return None
+
+
+def _refused(error: GatewayError, rule: Rule) -> GatewayError:
+    error.rule = rule.info
+    return error
+
+
+def _note(rule: Rule, would: str, status: int | None, message: str) -> dict[str, Any]:
+    return {
+        "rule": f"policies.{rule.name}",
+        "kind": "policy",
+        "would": would,
+        "status": status,
+        "message": message,
+    }
 
 
 def _attrs(call: Call) -> tuple[str, str, tuple[str, ...], Mapping[str, str], str | None]:
@@ -203,12 +286,17 @@ async def _run(rule: Rule, event: HookEvent) -> None:
         logging.getLogger("gateway").error(
             "policy %r hook failed in the %s phase: %s", rule.name, event.phase, type(exc).__name__
         )
-        raise PolicyFailed(
-            f"Policy {rule.name!r} failed ({type(exc).__name__}); the call was stopped."
+        raise _refused(
+            PolicyFailed(
+                f"Policy {rule.name!r} failed ({type(exc).__name__}); the call was stopped."
+            ),
+            rule,
         ) from None
     if isinstance(verdict, str) and verdict:
-        raise PolicyDenied(f"Request denied by policy {rule.name!r}: {verdict[:500]}")
+        raise _refused(
+            PolicyDenied(f"Request denied by policy {rule.name!r}: {verdict[:500]}"), rule
+        )
 
 
 def wants_payload(rules: tuple[Rule, ...]) -> bool:
-    return any(rule.action == "log_payload" for rule in rules)
+    return any(rule.action == "log_payload" and not rule.shadow for rule in rules)

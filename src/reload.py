@@ -28,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .config import ConfigError, GatewayConfig, config_path, load_config
+from .configcheck import refuse_errors
+from .configdiff import diff
 from .errors import AuthenticationFailed, GatewayError, InvalidConfig, PermissionDenied
 from .identity import OPEN_MODE_WARNING
 from .limiter import Limiter
@@ -36,6 +38,7 @@ from .providers import Providers, TransportFactory
 from .service import Gateway
 from .spend import SpendStore
 from .telemetry import CircuitListener
+from .waiting import Waiting
 from .wire import error_response, json_response
 
 # uvicorn has already waited for running requests when the lifespan ends.
@@ -49,8 +52,11 @@ def build_gateway(
     spend: SpendStore,
     transport: TransportFactory | None,
     on_circuit: CircuitListener | None = None,
+    queue: Waiting | None = None,
 ) -> Gateway:
-    return Gateway(config, Providers(config, transport), limiter, spend, policies, on_circuit)
+    return Gateway(
+        config, Providers(config, transport), limiter, spend, policies, on_circuit, queue
+    )
 
 
 class Reloader:
@@ -74,6 +80,7 @@ class Reloader:
         async with self._lock:
             current: Gateway = self._state.gateway
             config = await asyncio.to_thread(load_config, self.path)
+            refuse_errors(config, str(self.path))
             for name, old, new in (
                 ("log_file", current.config.log_file, config.log_file),
                 ("ledger_file", str(current.config.ledger_path()), str(config.ledger_path())),
@@ -91,8 +98,10 @@ class Reloader:
                 current.spend,
                 self._transport,
                 self._state.telemetry.circuit_changed,
+                current.queue,
             )
             self._state.gateway = gateway
+            _log_changes(self.path, current.config, config)
             self._retired.append(current)
             self._spawn(self._retire(current))
             if config.clients is None and current.config.clients is not None:
@@ -129,8 +138,6 @@ class Reloader:
             await self.reload()
         except ConfigError as exc:
             print(f"gateway: reload refused, the running config stays: {exc}", file=sys.stderr)
-            return
-        print(f"gateway: config reloaded from {self.path}", file=sys.stderr, flush=True)
 
     async def aclose(self) -> None:
         """At shutdown: give retiring gateways a moment to drain, then close every one."""
@@ -140,6 +147,14 @@ class Reloader:
                 task.cancel()
         for gateway in [*self._retired, self._state.gateway]:
             await gateway.providers.aclose()
+
+
+def _log_changes(path: Path, old: GatewayConfig, new: GatewayConfig) -> None:
+    """Name what the reload changed, on stderr (the operator's log, not the telemetry file)."""
+    changes = diff(old, new)
+    lines = [f"gateway: config reloaded from {path}: {len(changes) or 'no'} change(s)"]
+    lines += [f"gateway:   {change}" for change in changes]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def admin_key(config: GatewayConfig) -> str | None:

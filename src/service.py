@@ -30,7 +30,6 @@ from .config import GatewayConfig, RetryConfig
 from .errors import (
     GatewayError,
     PromptTooLarge,
-    RateLimited,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -38,15 +37,19 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .identity import Client, Identity
-from .limiter import Limiter, Limits, Quota
+from .limiter import Decision, Limiter, Quota
 from .policies import Call, Policies, Rule, wants_payload
 from .pricing import PriceTable
 from .providers import AttemptFailed, Provider, Providers, Usage
+from .quote import quote
+from .ratelimit_fields import POLICY, STATE
 from .redaction import scrub_secrets
+from .refusals import ceiling_refusal, note_shadow, rate_refusal, with_rule_fields
 from .routing import Route, Router, Target
 from .routing.breaker import now
 from .spend import SpendStore
 from .telemetry import Attempt, CallRecord, CircuitListener
+from .waiting import CapacityQueue, Waiting
 
 T = TypeVar("T")
 
@@ -66,6 +69,8 @@ class Ticket:
     hold: object = None
     call: Call | None = None
     rules: tuple[Rule, ...] = ()
+    # Under a cost ceiling: the targets that fit under it (None: every target may answer).
+    within: tuple[Target, ...] | None = None
 
     @property
     def alias(self) -> str:
@@ -81,12 +86,14 @@ class Gateway:
         spend: SpendStore,
         policies: Policies,
         on_circuit: CircuitListener | None = None,
+        queue: Waiting | None = None,
     ) -> None:
         self.config = config
         self.providers = providers
         self.limiter = limiter
         self.spend = spend
         self.policies = policies
+        self.queue: Waiting = queue or CapacityQueue(limiter)
         self.identity = Identity(config)
         self.prices = PriceTable(config)
         self.router = Router(config, self.prices, on_circuit)
@@ -104,6 +111,7 @@ class Gateway:
         *,
         use_case: str | None = None,
         completes: bool = True,
+        ceiling_usd: float | None = None,
     ) -> Ticket:
         """Check and count a request; raise a ``GatewayError`` that carries limit headers.
 
@@ -111,7 +119,8 @@ class Gateway:
         completion tokens the client allows (``None``: it did not say).
         ``body`` is the OpenAI-shaped body about to go upstream: policies and,
         for requests that produce a completion (``completes``), the client's
-        token cap may change it.
+        token cap may change it. ``ceiling_usd`` is the client's cost ceiling
+        (``X-Max-Cost-USD``): only targets whose quote fits under it may answer.
         """
         record.alias = record.requested_model = model
         if use_case is not None:
@@ -131,13 +140,17 @@ class Gateway:
                 )
             if completes:
                 completion_budget = client.cap_completion(body, completion_budget)
+            completion = (
+                completion_budget
+                if completion_budget is not None
+                else client.reserve_completion_tokens
+            )
+            ticket.completion_estimate = completion
+            if ceiling_usd is not None:
+                self._fit_ceiling(ticket, ceiling_usd)
         except GatewayError as exc:
-            exc.headers.update(await self.quota_headers(record.client_id, limits))
-            raise
-        completion = (
-            completion_budget if completion_budget is not None else client.reserve_completion_tokens
-        )
-        ticket.completion_estimate = completion
+            exc.headers.update(await self.quota_headers(record.client_id, client))
+            raise with_rule_fields(exc, client) from None
         reserve = prompt + completion
         if limits.tokens_per_minute is not None:
             # max_tokens is a ceiling, not a forecast: a request asking for more than the
@@ -145,18 +158,52 @@ class Gateway:
             reserve = min(reserve, limits.tokens_per_minute)
         if client.id is not None:
             await self._hold_budget(record, client, ticket)
-        decision = await self.limiter.admit(record.client_id, limits, reserve)
-        ticket.headers = self._headers(limits, decision.quota)
+        decision = await self._count(record.client_id, client, ticket, reserve)
+        ticket.headers = self._headers(client, decision.quota)
         if not decision.allowed:
+            error = rate_refusal(record.client_id, client, decision)
+            if client.rate_shadow and decision.exceeded != "unavailable":
+                note_shadow(record, error)
+                return ticket
             if ticket.hold is not None:
                 await self.spend.settle(ticket.hold, 0.0)
-            error = self._refusal(
-                record.client_id, limits, decision.exceeded, decision.retry_after_s
-            )
             error.headers.update(ticket.headers)
-            raise error
+            raise with_rule_fields(error, client)
         ticket.reservation = decision.reservation
         return ticket
+
+    async def _count(
+        self, client_id: str, client: Client, ticket: Ticket, reserve: int
+    ) -> Decision:
+        """The limiter's decision; a refused request of a client (or alias) that may wait for
+        capacity waits in the queue (behind the client's earlier waiters)."""
+        queue = self.queue
+        timeout = client.queue_timeout_s or ticket.route.queue_timeout_s
+        decision: Decision | None = None
+        if timeout is None or client.rate_shadow or not queue.queued(client_id):
+            decision = await self.limiter.admit(client_id, client.limits, reserve)
+            if (
+                decision.allowed
+                or timeout is None
+                or client.rate_shadow
+                or decision.exceeded == "unavailable"  # a store that is down: no use waiting
+            ):
+                return decision
+        return await queue.wait(
+            client_id, client.limits, reserve, decision, timeout_s=timeout,
+            priority=client.priority, max_length=self.config.max_queue_length,
+        )  # fmt: skip
+
+    def _fit_ceiling(self, ticket: Ticket, ceiling_usd: float) -> None:
+        """Keep the targets whose quote fits under the ceiling; refuse when none does."""
+        priced = quote(
+            ticket.route, self.prices, ticket.prompt_estimate, ticket.completion_estimate
+        )
+        fits = priced.within(ceiling_usd)
+        if not fits:
+            raise ceiling_refusal(priced, ceiling_usd)
+        if len(fits) < len(priced.targets):
+            ticket.within = fits
 
     async def _apply_policies(
         self,
@@ -171,20 +218,25 @@ class Gateway:
         record.policies = tuple(rule.name for rule in rules)
         if rules:
             ticket.call, ticket.rules = call, rules
-            await self.policies.before(call, rules, body)
+            for note in await self.policies.before(call, rules, body):
+                record.note_shadow(note)
 
     async def _hold_budget(self, record: CallRecord, client: Client, ticket: Ticket) -> None:
         """Hold the request's estimated cost (at the first target's price); refuse over budget."""
         assert client.id is not None
-        first = ticket.route.group[0]
+        first = ticket.within[0] if ticket.within else ticket.route.group[0]
         usage = Usage(ticket.prompt_estimate, ticket.completion_estimate)
         estimate = accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
         verdict = await self.spend.admit(client.id, client.budget, estimate)
         if not verdict.allowed:
             assert client.budget is not None
             over = accounting.refusal(client.id, client.budget, verdict)
-            over.headers.update(await self.quota_headers(record.client_id, client.limits))
-            raise over
+            if client.budget_shadow:
+                note_shadow(record, over)
+                verdict = await self.spend.admit(client.id, None, estimate)
+            else:
+                over.headers.update(await self.quota_headers(record.client_id, client))
+                raise with_rule_fields(over, client)
         ticket.hold = verdict.hold
 
     async def settle(self, record: CallRecord, ticket: Ticket, usage: Usage | None) -> None:
@@ -194,6 +246,8 @@ class Gateway:
         """
         if usage is None:
             await self.limiter.reconcile(ticket.reservation, 0)
+            if self.queue.waiting:
+                self.queue.notify(record.client_id)
             if ticket.hold is not None:
                 await self.spend.settle(ticket.hold, 0.0)
             return
@@ -204,6 +258,8 @@ class Gateway:
         cost = accounting.cost_usd(self.prices, record.provider, record.upstream_model, usage)
         record.cost_usd = cost
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
+        if self.queue.waiting:
+            self.queue.notify(record.client_id)
         if ticket.hold is not None:
             await self.spend.settle(ticket.hold, cost or 0.0)
 
@@ -221,7 +277,11 @@ class Gateway:
         if wants_payload(ticket.rules):
             response = answer if answer is not None else {"content": text}
             record.payload = scrub_secrets({"request": body, "response": response})
-        await self.policies.after(ticket.call, ticket.rules, record.provider, body, answer, text)
+        notes = await self.policies.after(
+            ticket.call, ticket.rules, record.provider, body, answer, text
+        )
+        for note in notes:
+            record.note_shadow(note)
 
     async def complete(
         self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
@@ -315,6 +375,8 @@ class Gateway:
         plan = ticket.route.plan(
             ticket.prompt_estimate, ticket.completion_estimate, self.router.rng
         )
+        if ticket.within is not None:
+            plan = [target for target in plan if target in ticket.within]
         retry = ticket.route.retry
         last: AttemptFailed | None = None
         previous: Target | None = None
@@ -406,8 +468,8 @@ class Gateway:
             return None
         return wait
 
-    async def quota_headers(self, client_id: str, limits: Limits) -> dict[str, str]:
-        return self._headers(limits, await self.limiter.peek(client_id, limits))
+    async def quota_headers(self, client_id: str, client: Client) -> dict[str, str]:
+        return self._headers(client, await self.limiter.peek(client_id, client.limits))
 
     def enter(self) -> None:
         """A request starts on this gateway."""
@@ -427,7 +489,9 @@ class Gateway:
         await self.providers.aclose()
 
     @staticmethod
-    def _headers(limits: Limits, quota: Quota) -> dict[str, str]:
+    def _headers(client: Client, quota: Quota) -> dict[str, str]:
+        """The client's limits and what remains: ``x-ratelimit-*`` and the IETF fields."""
+        limits = client.limits
         headers = {
             "x-ratelimit-limit-requests": str(limits.requests_per_minute),
             "x-ratelimit-remaining-requests": str(quota.remaining_requests),
@@ -435,23 +499,11 @@ class Gateway:
         if limits.tokens_per_minute is not None:
             headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
             headers["x-ratelimit-remaining-tokens"] = str(quota.remaining_tokens)
+        fields = client.fields
+        if fields is not None:
+            headers[POLICY] = fields.policy
+            headers[STATE] = fields.state(quota)
         return headers
-
-    @staticmethod
-    def _refusal(
-        client_id: str, limits: Limits, exceeded: str | None, retry_after_s: int
-    ) -> RateLimited:
-        if exceeded == "tokens":
-            message = (
-                f"Token rate exceeded for client_id {client_id}"
-                f" ({limits.tokens_per_minute} tokens/min)."
-            )
-        else:
-            message = (
-                f"Request rate exceeded for client_id {client_id}"
-                f" ({limits.requests_per_minute} req/min)."
-            )
-        return RateLimited(message, retry_after_s=retry_after_s)
 
     def _unavailable(self, ticket: Ticket) -> UpstreamUnavailable:
         moment = now()

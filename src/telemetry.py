@@ -41,7 +41,7 @@ class CallRecord:
     __slots__ = (
         "alias", "attempts", "breaker", "client_id", "completion_tokens", "cost_usd", "endpoint",
         "error_type", "outcome", "payload", "policies", "prompt_tokens", "provider",
-        "request_id", "requested_model", "retries", "route", "skipped_targets", "started",
+        "request_id", "requested_model", "retries", "route", "shadow", "skipped_targets", "started",
         "status", "stream", "stub", "targets_tried", "ttft_ms", "upstream_latency_ms",
         "upstream_model", "use_case",
     )  # fmt: skip
@@ -74,6 +74,8 @@ class CallRecord:
         self.policies: tuple[str, ...] = ()
         # Set only by a log_payload policy: the forwarded request and the answer, secrets masked.
         self.payload: dict[str, Any] | None = None
+        # What rules in shadow mode would have done (each: rule, kind, would, ...); None: nothing.
+        self.shadow: list[dict[str, Any]] | None = None
         # completed; refused (by the gateway, or by the provider for a bad request);
         # upstream_error; client_disconnected; error (a gateway fault, status 500)
         self.outcome = "completed"
@@ -111,7 +113,15 @@ class CallRecord:
         }
         if self.payload is not None:
             fields["payload"] = self.payload
+        if self.shadow is not None:
+            fields["shadow"] = self.shadow
         return fields
+
+    def note_shadow(self, note: dict[str, Any]) -> None:
+        if self.shadow is None:
+            self.shadow = [note]
+        else:
+            self.shadow.append(note)
 
 
 class _WriterLogger:

@@ -3,7 +3,10 @@
 Errors are rendered in the caller's dialect: the OpenAI endpoints get the full
 ``ErrorResponse`` (``type``, ``message``, ``param``, ``code``); the gateway's
 own ``/v1/chat`` gets exactly ``type`` and ``message``; the Anthropic-shaped
-``/v1/messages`` gets Anthropic's envelope and error type names.
+``/v1/messages`` gets Anthropic's envelope and error type names. A refusal by
+a rule adds ``rule`` (its name, scope, what remains, when it resets) to the
+error object of the OpenAI and Anthropic dialects; ``/v1/chat`` keeps its
+two keys and carries the rule in the ``RateLimit`` headers only.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ def error_response(
     if openai:
         body["param"] = error.param
         body["code"] = None
+        if error.rule is not None:  # OpenAI's Error schema allows further properties
+            body["rule"] = error.rule.as_dict()
     merged = {**(headers or {}), **error.headers}
     return json_response({"error": body}, error.status, merged)
 
@@ -96,7 +101,10 @@ def anthropic_error_response(
     """Anthropic's envelope: ``{"type": "error", "error": {"type", "message"}}``."""
     fallback = "invalid_request_error" if error.status < 500 else "api_error"
     kind = _ANTHROPIC_TYPES.get(error.status, fallback)
-    body = {"type": "error", "error": {"type": kind, "message": error.message}}
+    detail: dict[str, Any] = {"type": kind, "message": error.message}
+    if error.rule is not None:
+        detail["rule"] = error.rule.as_dict()
+    body = {"type": "error", "error": detail}
     merged = {**(headers or {}), **error.headers}
     return json_response(body, error.status, merged)
 

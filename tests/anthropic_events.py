@@ -21,7 +21,9 @@ def message(
         "type": "message",
         "role": "assistant",
         "model": "claude-sonnet-4-5",
-        "content": content if content is not None else [{"type": "text", "text": "Hi! My name is Claude."}],
+        "content": content
+        if content is not None
+        else [{"type": "text", "text": "Hi! My name is Claude."}],
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": usage or {"input_tokens": 2095, "output_tokens": 503},
@@ -51,7 +53,9 @@ def message_start(input_tokens: int = 25) -> dict[str, Any]:
     }
 
 
-def text_stream(pieces: tuple[str, ...] = ("Hello", "!"), output_tokens: int = 15) -> list[dict[str, Any]]:
+def text_stream(
+    pieces: tuple[str, ...] = ("Hello", "!"), output_tokens: int = 15
+) -> list[dict[str, Any]]:
     """The documentation's basic streaming request: text deltas, a ping, usage at the end."""
     events = [
         message_start(),
@@ -79,16 +83,37 @@ def tool_stream() -> list[dict[str, Any]]:
     return [
         message_start(472),
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Okay, let me check."}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "Okay, let me check."},
+        },
         {"type": "content_block_stop", "index": 0},
         {
             "type": "content_block_start",
             "index": 1,
-            "content_block": {"type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}},
+            "content_block": {
+                "type": "tool_use",
+                "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+                "name": "get_weather",
+                "input": {},
+            },
         },
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ""}},
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"location":'}},
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ' "San Francisco, CA"}'}},
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"location":'},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": ' "San Francisco, CA"}'},
+        },
         {"type": "content_block_stop", "index": 1},
         {
             "type": "message_delta",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import respx
 
 from src.app import create_app
 from src.config import GatewayConfig, parse_config
+from tests import redis_support
 
 UPSTREAM = "http://upstream.test/v1"
 PROVIDER_KEY = "sk-Qz7f3a9c1e5b2d4086Xw"
@@ -141,3 +142,45 @@ def validate_schema(openai_schema: dict[str, Any]) -> Callable[[Any, str], None]
         jsonschema.Draft202012Validator(schema, registry=registry).validate(instance)
 
     return validate
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis that answers: ``REDIS_URL``, else a private ``redis-server`` for the session."""
+    if redis_support.answers(redis_support.REDIS_URL):
+        yield redis_support.REDIS_URL
+        return
+    if not redis_support.has_redis_server():
+        redis_support.unavailable(
+            f"no Redis answers at {redis_support.REDIS_URL} and no redis-server on PATH:"
+            f" {redis_support.HOW_TO_GET_ONE}"
+        )
+    server = redis_support.RedisServer(redis_support.redis_server_binary(), free_port())
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix for this test alone; its keys are deleted afterwards."""
+    yield from redis_support.prefix_for(redis_url)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[redis_support.RedisServer]:
+    """A private ``redis-server`` on a free port, for tests that stop and restart it."""
+    server = redis_support.RedisServer(redis_support.redis_server_binary(), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def state(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The ``state`` config of each backend: tests that take it run once per backend."""
+    if request.param == "memory":
+        return {"backend": "memory"}
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    return {"backend": "redis", "redis_url": url, "key_prefix": prefix}

@@ -52,11 +52,19 @@ async def chat(request: Request) -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
-            data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
-                    "model": body["model"], "choices": choices, "usage": usage}
+            data = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": body["model"],
+                "choices": choices,
+                "usage": usage,
+            }
             return b"data: " + json.dumps(data).encode() + b"\n\n"
 
-        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        yield chunk(
+            [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+        )
         for i, piece in enumerate(text.split(" ")):
             content = piece if i == 0 else " " + piece
             yield chunk([{"index": 0, "delta": {"content": content}, "finish_reason": None}])
@@ -75,8 +83,12 @@ async def embeddings(request: Request) -> Response:
         for i, item in enumerate(inputs)
     ]
     return JSONResponse(
-        {"object": "list", "data": data, "model": body["model"],
-         "usage": {"prompt_tokens": 6, "total_tokens": 6}}
+        {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": 6, "total_tokens": 6},
+        }
     )
 
 

@@ -111,7 +111,12 @@ async def test_answer_translates_content_finish_reason_and_usage(
 
 
 async def test_tools_both_ways(gateway_client, upstream, config):
-    tool_use = {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Oslo"}}
+    tool_use = {
+        "type": "tool_use",
+        "id": "toolu_9",
+        "name": "get_weather",
+        "input": {"city": "Oslo"},
+    }
     route = upstream.post(MESSAGES).respond(
         json=message([{"type": "text", "text": "Checking."}, tool_use], stop_reason="tool_use")
     )
@@ -132,7 +137,11 @@ async def test_tools_both_ways(gateway_client, upstream, config):
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Bergen"}'}}
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Bergen"}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "toolu_1", "content": "Rain, 9 C"},
@@ -152,7 +161,14 @@ async def test_tools_both_ways(gateway_client, upstream, config):
     assert payload["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     assert payload["messages"][1] == {
         "role": "assistant",
-        "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Bergen"}}],
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "get_weather",
+                "input": {"city": "Bergen"},
+            }
+        ],
     }
     assert payload["messages"][2] == {
         "role": "user",
@@ -174,13 +190,18 @@ async def test_image_parts_become_image_blocks(gateway_client, upstream, config)
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
     ]
-    await client.post("/v1/chat/completions", json=body(messages=[{"role": "user", "content": content}]))
+    await client.post(
+        "/v1/chat/completions", json=body(messages=[{"role": "user", "content": content}])
+    )
     blocks = json.loads(route.calls.last.request.content)["messages"][0]["content"]
     assert blocks[1] == {
         "type": "image",
         "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
     }
-    assert blocks[2] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+    assert blocks[2] == {
+        "type": "image",
+        "source": {"type": "url", "url": "https://example.com/cat.jpg"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -189,7 +210,14 @@ async def test_image_parts_become_image_blocks(gateway_client, upstream, config)
         ({"n": 2}, "n"),
         ({"temperature": 1.5}, "temperature"),
         ({"logprobs": True}, "logprobs"),
-        ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}, "messages.0.content.0.type"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}
+                ]
+            },
+            "messages.0.content.0.type",
+        ),
     ],
 )
 async def test_a_field_anthropic_cannot_take_is_a_400_naming_field_and_provider(
@@ -206,7 +234,9 @@ async def test_a_field_anthropic_cannot_take_is_a_400_naming_field_and_provider(
 
 
 async def test_upstream_overload_falls_back(gateway_client, upstream, config):
-    upstream.post(MESSAGES).respond(529, json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    upstream.post(MESSAGES).respond(
+        529, json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    )
     fallback = upstream.post(SECONDARY).respond(json=completion("from openai", model="up-model-b"))
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=body())
@@ -215,7 +245,11 @@ async def test_upstream_overload_falls_back(gateway_client, upstream, config):
 
 async def test_anthropic_400_is_passed_on_with_its_message(gateway_client, upstream, config):
     upstream.post(MESSAGES).respond(
-        400, json={"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too big"}}
+        400,
+        json={
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "max_tokens: too big"},
+        },
     )
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=body())
@@ -233,8 +267,12 @@ def chunks_of(response):
     return [json.loads(line) for line in lines[:-1]]
 
 
-async def test_stream_events_become_openai_chunks_with_usage(gateway_client, upstream, config, validate_schema):
-    route = upstream.post(MESSAGES).mock(return_value=stream_of(text_stream(("Hello", " there", "!"))))
+async def test_stream_events_become_openai_chunks_with_usage(
+    gateway_client, upstream, config, validate_schema
+):
+    route = upstream.post(MESSAGES).mock(
+        return_value=stream_of(text_stream(("Hello", " there", "!")))
+    )
     client = await gateway_client(config)
     response = await client.post(
         "/v1/chat/completions", json=body(stream=True, stream_options={"include_usage": True})
@@ -302,7 +340,13 @@ async def test_stream_without_message_stop_is_a_failure(gateway_client, upstream
 
 
 async def test_provider_key_never_reaches_the_client(gateway_client, upstream, config):
-    upstream.post(MESSAGES).respond(400, json={"type": "error", "error": {"type": "invalid_request_error", "message": f"bad key {ANTHROPIC_KEY}"}})
+    upstream.post(MESSAGES).respond(
+        400,
+        json={
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": f"bad key {ANTHROPIC_KEY}"},
+        },
+    )
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=body())
     assert response.status_code == 400

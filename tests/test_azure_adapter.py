@@ -34,13 +34,17 @@ def config(tmp_path, monkeypatch):
     )
 
 
-async def test_chat_goes_to_the_deployment_with_api_version_and_api_key(gateway_client, upstream, config):
+async def test_chat_goes_to_the_deployment_with_api_version_and_api_key(
+    gateway_client, upstream, config
+):
     route = upstream.post(
-        f"{AZURE}/openai/deployments/gpt-4o-prod/chat/completions", params={"api-version": "2024-10-21"}
+        f"{AZURE}/openai/deployments/gpt-4o-prod/chat/completions",
+        params={"api-version": "2024-10-21"},
     ).respond(json=completion("from azure"))
     client = await gateway_client(config)
     response = await client.post(
-        "/v1/chat/completions", json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+        "/v1/chat/completions",
+        json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "from azure"
@@ -60,13 +64,20 @@ async def test_streams_go_to_the_deployment_too(gateway_client, upstream, config
         "/v1/chat/completions",
         json={"model": "gpt", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
     )
-    assert '"az"' in response.text and route.calls.last.request.url.params["api-version"] == "2024-10-21"
+    assert (
+        '"az"' in response.text
+        and route.calls.last.request.url.params["api-version"] == "2024-10-21"
+    )
 
 
 async def test_embeddings_go_to_the_deployments_embeddings_path(gateway_client, upstream, config):
     route = upstream.post(f"{AZURE}/openai/deployments/embed-small/embeddings").respond(
-        json={"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}], "model": "x",
-              "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+        json={
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+            "model": "x",
+            "usage": {"prompt_tokens": 3, "total_tokens": 3},
+        }
     )
     client = await gateway_client(config)
     response = await client.post("/v1/embeddings", json={"model": "embed", "input": "hello"})
@@ -80,5 +91,7 @@ def test_azure_without_api_version_is_refused_at_start_up(tmp_path):
         "aliases": {"gpt": {"provider": "azure", "model": "d"}},
         "rate_limit": {"requests_per_minute": 10},
     }
-    with pytest.raises(ConfigError, match=r"providers\.azure: api_version: required for type 'azure'"):
+    with pytest.raises(
+        ConfigError, match=r"providers\.azure: api_version: required for type 'azure'"
+    ):
         parse_config(data)

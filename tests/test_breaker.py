@@ -51,8 +51,13 @@ async def test_breaker_opens_after_the_threshold_and_skips_the_target(
     report = await health(client)
     assert report["status"] == "degraded"
     assert report["targets"] == [
-        {"provider": "primary", "model": "m", "state": "open", "consecutive_failures": 3,
-         "retry_in_s": report["targets"][0]["retry_in_s"]}
+        {
+            "provider": "primary",
+            "model": "m",
+            "state": "open",
+            "consecutive_failures": 3,
+            "retry_in_s": report["targets"][0]["retry_in_s"],
+        }
     ]
     assert 59 < report["targets"][0]["retry_in_s"] <= 60
     client.app.state.telemetry.writer.close()
@@ -80,7 +85,10 @@ async def test_after_the_cooldown_one_successful_probe_closes_it(
     assert response.status_code == 200 and route.call_count == 4
     report = await health(client)
     assert report["status"] == "ok"
-    assert report["targets"][0]["state"] == "closed" and report["targets"][0]["consecutive_failures"] == 0
+    assert (
+        report["targets"][0]["state"] == "closed"
+        and report["targets"][0]["consecutive_failures"] == 0
+    )
 
 
 async def test_a_failed_probe_opens_it_again(gateway_client, upstream, tmp_path, provider_key):
@@ -95,7 +103,9 @@ async def test_a_failed_probe_opens_it_again(gateway_client, upstream, tmp_path,
     assert (await health(client))["targets"][0]["state"] == "open"
 
 
-async def test_half_open_lets_exactly_one_probe_through(gateway_client, upstream, tmp_path, provider_key):
+async def test_half_open_lets_exactly_one_probe_through(
+    gateway_client, upstream, tmp_path, provider_key
+):
     route = upstream.post(PRIMARY).respond(500)
     client = await gateway_client(breaker_config(tmp_path, cooldown_s=0.2))
     await open_breaker(client, route)

@@ -24,11 +24,13 @@ CALL_USD = 72 / 1_000_000
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def budget_config(tmp_path, budget=None):
+def budget_config(tmp_path, budget=None, state=None):
     client = {"key_sha256": key_sha256(KEY)}
     if budget:
         client["budget"] = budget
-    return make_config(tmp_path, pricing=PRICING, clients={"acme": client})
+    return make_config(
+        tmp_path, pricing=PRICING, clients={"acme": client}, state=state or {"backend": "memory"}
+    )
 
 
 @pytest.fixture
@@ -37,9 +39,9 @@ def answering(upstream, provider_key):
 
 
 async def test_cost_comes_from_real_usage_in_header_and_telemetry(
-    gateway_client, answering, tmp_path
+    gateway_client, answering, tmp_path, state
 ):
-    config = budget_config(tmp_path)
+    config = budget_config(tmp_path, state=state)
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
     assert response.status_code == 200
@@ -86,8 +88,10 @@ async def test_a_stream_carries_its_cost_in_the_usage_chunk_and_the_log(
     assert log_lines(config)[0]["cost_usd"] == pytest.approx(CALL_USD)
 
 
-async def test_over_budget_is_429_before_any_upstream_call(gateway_client, answering, tmp_path):
-    config = budget_config(tmp_path, {"usd_per_day": 2.5 * CALL_USD})
+async def test_over_budget_is_429_before_any_upstream_call(
+    gateway_client, answering, tmp_path, state
+):
+    config = budget_config(tmp_path, {"usd_per_day": 2.5 * CALL_USD}, state)
     client = await gateway_client(config)
     statuses = [
         (await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)).status_code
@@ -105,9 +109,9 @@ async def test_over_budget_is_429_before_any_upstream_call(gateway_client, answe
     assert answering.call_count == 3
 
 
-async def test_monthly_budget_is_named_when_reached(gateway_client, answering, tmp_path):
+async def test_monthly_budget_is_named_when_reached(gateway_client, answering, tmp_path, state):
     client = await gateway_client(
-        budget_config(tmp_path, {"usd_per_day": 1, "usd_per_month": CALL_USD / 2})
+        budget_config(tmp_path, {"usd_per_day": 1, "usd_per_month": CALL_USD / 2}, state)
     )
     assert (
         await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
@@ -118,7 +122,7 @@ async def test_monthly_budget_is_named_when_reached(gateway_client, answering, t
 
 
 async def test_a_burst_cannot_overshoot_the_budget_by_more_than_it_holds(
-    gateway_client, upstream, provider_key, tmp_path
+    gateway_client, upstream, provider_key, tmp_path, state
 ):
     async def slow(request):
         await asyncio.sleep(0.05)
@@ -127,7 +131,7 @@ async def test_a_burst_cannot_overshoot_the_budget_by_more_than_it_holds(
     upstream.post(f"{UPSTREAM}/chat/completions").mock(side_effect=slow)
     # Each request holds its estimate: ~2 prompt tokens and max_tokens=5 completion tokens.
     estimate = (2 * 2 + 5 * 10) / 1_000_000
-    client = await gateway_client(budget_config(tmp_path, {"usd_per_day": 2.5 * estimate}))
+    client = await gateway_client(budget_config(tmp_path, {"usd_per_day": 2.5 * estimate}, state))
     responses = await asyncio.gather(
         *(
             client.post("/v1/chat/completions", json=chat_body(max_tokens=5), headers=AUTH)

@@ -24,7 +24,9 @@ def servers(tmp_path_factory):
                 "chat": {"provider": "fake", "model": "fake-chat"},
                 "embed": {"provider": "fake", "model": "fake-embed"},
             },
-            "routes": [{"name": "claude-family", "match": {"model": ["claude-*"]}, "alias": "chat"}],
+            "routes": [
+                {"name": "claude-family", "match": {"model": ["claude-*"]}, "alias": "chat"}
+            ],
             "rate_limit": {"requests_per_minute": 1000, "tokens_per_minute": 100000},
             "log_file": str(tmp / "gateway.log"),
         }
@@ -41,7 +43,9 @@ def log_of(path, endpoint):
 
 def test_embeddings_with_the_openai_sdk(servers):
     gateway, log = servers
-    client = openai.OpenAI(base_url=gateway + "/v1", api_key="unused", default_headers={"X-Client-Id": "emb-user"})
+    client = openai.OpenAI(
+        base_url=gateway + "/v1", api_key="unused", default_headers={"X-Client-Id": "emb-user"}
+    )
     result = client.embeddings.create(model="embed", input=["hello", "hi"])
     assert result.model == "embed"
     assert [item.embedding for item in result.data] == [[5.0, 0.5, -0.5], [2.0, 0.5, -0.5]]
@@ -55,7 +59,12 @@ def test_embeddings_with_the_openai_sdk(servers):
 
 
 def anthropic_client(gateway):
-    return anthropic.Anthropic(base_url=gateway, api_key="unused", default_headers={"X-Client-Id": "claude-user"}, max_retries=0)
+    return anthropic.Anthropic(
+        base_url=gateway,
+        api_key="unused",
+        default_headers={"X-Client-Id": "claude-user"},
+        max_retries=0,
+    )
 
 
 def test_messages_with_the_anthropic_sdk(servers):
@@ -95,7 +104,12 @@ def test_streamed_messages_with_the_anthropic_sdk(servers):
 
 def test_messages_stream_uses_anthropics_event_framing(servers):
     gateway, _ = servers
-    body = {"model": "chat", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "chat",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     with httpx.stream("POST", gateway + "/v1/messages", json=body) as response:
         raw = response.read().decode()
     events = [block.split("\n") for block in raw.strip().split("\n\n")]

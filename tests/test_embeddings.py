@@ -14,7 +14,9 @@ SECONDARY = "http://secondary.test/v1/embeddings"
 def vectors(*values, usage=True):
     answer = {
         "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": [v]} for i, v in enumerate(values)],
+        "data": [
+            {"object": "embedding", "index": i, "embedding": [v]} for i, v in enumerate(values)
+        ],
         "model": "text-embedding-3-small",
     }
     if usage:
@@ -36,13 +38,20 @@ def config_for(tmp_path, **extra):
     )
 
 
-async def test_embeddings_pass_through_with_the_alias_as_model(gateway_client, upstream, tmp_path, provider_key):
+async def test_embeddings_pass_through_with_the_alias_as_model(
+    gateway_client, upstream, tmp_path, provider_key
+):
     route = upstream.post(PRIMARY).respond(json=vectors(0.1, 0.2))
     config = config_for(tmp_path)
     client = await gateway_client(config)
     response = await client.post(
         "/v1/embeddings",
-        json={"model": "embed", "input": ["a b", "c"], "dimensions": 256, "encoding_format": "float"},
+        json={
+            "model": "embed",
+            "input": ["a b", "c"],
+            "dimensions": 256,
+            "encoding_format": "float",
+        },
         headers={"X-Client-Id": "indexer"},
     )
     assert response.status_code == 200
@@ -50,7 +59,12 @@ async def test_embeddings_pass_through_with_the_alias_as_model(gateway_client, u
     assert answer["model"] == "embed" and [d["embedding"] for d in answer["data"]] == [[0.1], [0.2]]
     assert answer["usage"] == {"prompt_tokens": 8, "total_tokens": 8}
     sent = json.loads(route.calls.last.request.content)
-    assert sent == {"model": "text-embedding-3-small", "input": ["a b", "c"], "dimensions": 256, "encoding_format": "float"}
+    assert sent == {
+        "model": "text-embedding-3-small",
+        "input": ["a b", "c"],
+        "dimensions": 256,
+        "encoding_format": "float",
+    }
     assert response.headers["x-request-id"].startswith("gw-")
     client.app.state.telemetry.writer.close()
     [line] = log_lines(config)
@@ -58,20 +72,28 @@ async def test_embeddings_pass_through_with_the_alias_as_model(gateway_client, u
     assert line["prompt_tokens"] == 8 and line["completion_tokens"] == 0
 
 
-async def test_embeddings_fall_back_and_approximate_missing_usage(gateway_client, upstream, tmp_path, provider_key):
+async def test_embeddings_fall_back_and_approximate_missing_usage(
+    gateway_client, upstream, tmp_path, provider_key
+):
     upstream.post(PRIMARY).respond(503)
     upstream.post(SECONDARY).respond(json=vectors(0.3, usage=False))
     client = await gateway_client(config_for(tmp_path))
-    response = await client.post("/v1/embeddings", json={"model": "embed", "input": "three little words"})
+    response = await client.post(
+        "/v1/embeddings", json={"model": "embed", "input": "three little words"}
+    )
     assert response.status_code == 200
     assert response.json()["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
 
 
-async def test_embeddings_count_against_the_token_limit(gateway_client, upstream, tmp_path, provider_key):
+async def test_embeddings_count_against_the_token_limit(
+    gateway_client, upstream, tmp_path, provider_key
+):
     upstream.post(PRIMARY).respond(json=vectors(0.1, usage=False))
     config = config_for(tmp_path, rate_limit={"requests_per_minute": 100, "tokens_per_minute": 10})
     client = await gateway_client(config)
-    first = await client.post("/v1/embeddings", json={"model": "embed", "input": "one two three four five six"})
+    first = await client.post(
+        "/v1/embeddings", json={"model": "embed", "input": "one two three four five six"}
+    )
     assert first.status_code == 200 and first.headers["x-ratelimit-remaining-tokens"] == "4"
     second = await client.post("/v1/embeddings", json={"model": "embed", "input": "a b c d e f g"})
     assert second.status_code == 429 and second.json()["error"]["type"] == "rate_limit_exceeded"
@@ -87,7 +109,13 @@ async def test_an_anthropic_target_cannot_embed(gateway_client, upstream, tmp_pa
     monkeypatch.setenv("TEST_ANTHROPIC_KEY", "k")
     config = make_config(
         tmp_path,
-        providers={"claude": {"type": "anthropic", "base_url": ANTHROPIC, "api_key_env": "TEST_ANTHROPIC_KEY"}},
+        providers={
+            "claude": {
+                "type": "anthropic",
+                "base_url": ANTHROPIC,
+                "api_key_env": "TEST_ANTHROPIC_KEY",
+            }
+        },
         aliases={"embed": {"provider": "claude", "model": "claude-up"}},
     )
     client = await gateway_client(config)

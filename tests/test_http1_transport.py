@@ -49,7 +49,9 @@ def respond(body: bytes, *extra: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), headers, body)
 
 
-async def post(transport: Http1Transport, base: str, body: bytes = b"{}", read: float = 5.0) -> tuple[int, bytes]:
+async def post(
+    transport: Http1Transport, base: str, body: bytes = b"{}", read: float = 5.0
+) -> tuple[int, bytes]:
     request = httpx.Request(
         "POST", base + "/v1/chat/completions", content=body,
         extensions={"timeout": {"connect": 2.0, "read": read, "write": 2.0, "pool": 2.0}},
@@ -202,3 +204,30 @@ async def test_the_request_goes_out_as_http11_with_host_and_length():
     lowered = [h.lower() for h in headers]
     assert any(h.startswith("host: 127.0.0.1:") for h in lowered)
     assert "content-length: 2" in lowered
+
+
+async def test_the_provider_setting_picks_the_transport_and_aiohttp_still_works(tmp_path):
+    from src.providers import configured_transport
+    from src.providers.transport import AiohttpTransport
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path)
+    default = configured_transport(config.providers["primary"])
+    assert isinstance(default, Http1Transport)
+    chosen = configured_transport(
+        config.providers["primary"].model_copy(update={"transport": "aiohttp"})
+    )
+    assert isinstance(chosen, AiohttpTransport)
+
+    async def echo(reader, writer):
+        body = await read_request(reader)
+        writer.write(respond(b"echo:" + body))
+
+    async with Server(echo) as base:
+        request = httpx.Request("POST", base + "/v1/chat/completions", content=b"hi")
+        response = await chosen.handle_async_request(request)
+        assert response.status_code == 200
+        assert await response.aread() == b"echo:hi"
+        await response.aclose()
+    await chosen.aclose()
+    await default.aclose()

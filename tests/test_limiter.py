@@ -1,14 +1,36 @@
-"""The limiter: exact under concurrency, a sliding window, tokens reserved then reconciled."""
+"""The limiter, one suite for every backend: exact under concurrency, a sliding window,
+tokens reserved then reconciled.
+
+Each test that takes ``backend`` runs against the memory limiter and against the
+Redis limiter on a real Redis. Time is moved forward by ``backend.advance``:
+the memory limiter reads a settable clock; for Redis, whose clock cannot be
+set, every logged admission is moved back in time by the same amount.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
+import redis.asyncio
 
-from src.limiter import Limits
+from src.config import StateConfig
+from src.limiter import Limiter, Limits
 from src.limiter.memory import MemoryLimiter
+from src.limiter.redis import SCRIPTS, RedisLimiter
+from src.redis_store import RedisStore
 from tests.conftest import UPSTREAM, chat_body, completion, make_config
+
+_SHIFT = """
+local log = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #log, 2 do
+  redis.call('ZADD', KEYS[1], string.format('%d', tonumber(log[i + 1]) - tonumber(ARGV[1])), log[i])
+end
+"""
 
 
 class Clock:
@@ -19,17 +41,63 @@ class Clock:
         return self.now
 
 
+class MemoryBackend:
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.limiter: Limiter = MemoryLimiter(self.clock)
+
+    def now(self) -> float:
+        return self.clock.now
+
+    async def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+
+class RedisBackend:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.store = RedisStore(
+            StateConfig(backend="redis", redis_url=url, key_prefix=prefix), SCRIPTS
+        )
+        self.limiter = RedisLimiter(self.store)
+        self.prefix = prefix
+        self.client = redis.asyncio.Redis.from_url(url)
+        self.started = time.monotonic()
+        self.advanced = 0.0
+
+    def now(self) -> float:
+        return 1000.0 + self.advanced + time.monotonic() - self.started
+
+    async def advance(self, seconds: float) -> None:
+        self.advanced += seconds
+        async for key in self.client.scan_iter(match=f"{self.prefix}rl:*:req"):
+            await self.client.eval(_SHIFT, 1, key, int(seconds * 1_000_000))
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+        await self.client.aclose()
+
+
+@pytest.fixture
+async def backend(state: dict[str, Any]) -> AsyncIterator[Any]:
+    if state["backend"] == "memory":
+        yield MemoryBackend()
+        return
+    redis_backend = RedisBackend(state["redis_url"], state["key_prefix"])
+    await redis_backend.store.start()
+    yield redis_backend
+    await redis_backend.aclose()
+
+
 async def test_concurrent_burst_admits_exactly_the_limit(
-    gateway_client, upstream, tmp_path, provider_key
+    gateway_client, upstream, tmp_path, provider_key, state
 ):
     async def slow(request):
         await asyncio.sleep(0.05)
-        import httpx
-
         return httpx.Response(200, json=completion())
 
     upstream.post(f"{UPSTREAM}/chat/completions").mock(side_effect=slow)
-    client = await gateway_client(make_config(tmp_path, rate_limit={"requests_per_minute": 25}))
+    config = make_config(tmp_path, rate_limit={"requests_per_minute": 25}, state=state)
+    client = await gateway_client(config)
     responses = await asyncio.gather(
         *(client.post("/v1/chat/completions", json=chat_body()) for _ in range(100))
     )
@@ -38,39 +106,44 @@ async def test_concurrent_burst_admits_exactly_the_limit(
     assert statuses.count(429) == 75
 
 
-async def test_window_slides_rather_than_resetting_at_a_boundary():
-    clock = Clock()
-    limiter = MemoryLimiter(clock)
-    limits = Limits(requests_per_minute=3)
-    for offset in (0, 20, 40):
-        clock.now = 1000 + offset
-        assert (await limiter.admit("c", limits, 0)).allowed
-    clock.now = 1059
+async def test_concurrent_admissions_admit_exactly_the_limit(backend):
+    limits = Limits(requests_per_minute=40)
+    decisions = await asyncio.gather(*(backend.limiter.admit("c", limits, 0) for _ in range(150)))
+    assert sum(d.allowed for d in decisions) == 40
+    assert {d.exceeded for d in decisions if not d.allowed} == {"requests"}
+
+
+async def test_window_slides_rather_than_resetting_at_a_boundary(backend):
+    limiter, limits = backend.limiter, Limits(requests_per_minute=3)
+    assert (await limiter.admit("c", limits, 0)).allowed
+    await backend.advance(20)
+    assert (await limiter.admit("c", limits, 0)).allowed
+    await backend.advance(20)
+    assert (await limiter.admit("c", limits, 0)).allowed
+    await backend.advance(19)
     refused = await limiter.admit("c", limits, 0)
     assert not refused.allowed and refused.exceeded == "requests"
     assert refused.retry_after_s == 1
-    clock.now = 1060.5  # the first admission has left the 60 s window, the others have not
+    await backend.advance(1.5)  # the first admission has left the 60 s window, the others have not
     assert (await limiter.admit("c", limits, 0)).allowed
     assert not (await limiter.admit("c", limits, 0)).allowed
 
 
-async def test_no_sixty_second_span_holds_more_than_the_limit():
-    clock = Clock()
-    limiter = MemoryLimiter(clock)
+async def test_no_sixty_second_span_holds_more_than_the_limit(backend):
     limits = Limits(requests_per_minute=10)
     admitted: list[float] = []
-    for step in range(0, 3000):
-        clock.now = 1000 + step * 0.1
-        if (await limiter.admit("c", limits, 0)).allowed:
-            admitted.append(clock.now)
+    for _ in range(800):
+        if (await backend.limiter.admit("c", limits, 0)).allowed:
+            admitted.append(backend.now())
+        await backend.advance(0.25)
+    assert len(admitted) >= 30  # 200 s of steady demand: the limit each minute, no less
     for i, start in enumerate(admitted):
         inside = [t for t in admitted[i:] if t < start + 60]
         assert len(inside) <= 10
 
 
-async def test_tokens_are_reserved_at_admission_and_reconciled_with_usage():
-    clock = Clock()
-    limiter = MemoryLimiter(clock)
+async def test_tokens_are_reserved_at_admission_and_reconciled_with_usage(backend):
+    limiter = backend.limiter
     limits = Limits(requests_per_minute=100, tokens_per_minute=1000)
     first = await limiter.admit("c", limits, 600)
     assert first.allowed and first.quota.remaining_tokens == 400
@@ -81,12 +154,56 @@ async def test_tokens_are_reserved_at_admission_and_reconciled_with_usage():
     assert (await limiter.admit("c", limits, 600)).allowed
 
 
-async def test_a_refusal_counts_nothing():
-    limiter = MemoryLimiter(Clock())
+async def test_token_retry_after_is_when_enough_reservations_leave_the_window(backend):
+    limiter = backend.limiter
+    limits = Limits(requests_per_minute=100, tokens_per_minute=1000)
+    assert (await limiter.admit("c", limits, 600)).allowed
+    await backend.advance(10)
+    assert (await limiter.admit("c", limits, 300)).allowed
+    refused = await limiter.admit("c", limits, 500)
+    assert not refused.allowed and refused.exceeded == "tokens"
+    assert refused.retry_after_s == 50  # the 600 reserved 10 s ago leave in 50 s
+    too_big = await limiter.admit("c", limits, 1001)
+    assert not too_big.allowed and too_big.retry_after_s == 60
+
+
+async def test_reservations_leave_the_window_and_late_reconciles_change_nothing(backend):
+    limiter = backend.limiter
+    limits = Limits(requests_per_minute=100, tokens_per_minute=1000)
+    first = await limiter.admit("c", limits, 600)
+    await backend.advance(61)
+    assert (await limiter.peek("c", limits)).remaining_tokens == 1000
+    await limiter.reconcile(first.reservation, 900)
+    quota = await limiter.peek("c", limits)
+    assert quota.remaining_tokens == 1000 and quota.remaining_requests == 100
+
+
+async def test_a_refusal_counts_nothing(backend):
+    limiter = backend.limiter
     limits = Limits(requests_per_minute=5, tokens_per_minute=100)
     assert not (await limiter.admit("c", limits, 500)).allowed
     quota = await limiter.peek("c", limits)
     assert quota.remaining_requests == 5 and quota.remaining_tokens == 100
+
+
+async def test_clients_are_counted_apart(backend):
+    limits = Limits(requests_per_minute=2)
+    for _ in range(2):
+        assert (await backend.limiter.admit("a", limits, 0)).allowed
+    assert not (await backend.limiter.admit("a", limits, 0)).allowed
+    assert (await backend.limiter.admit("b", limits, 0)).allowed
+    assert (await backend.limiter.peek("b", limits)).remaining_requests == 1
+
+
+@pytest.mark.parametrize("tokens", [0, 50])
+async def test_concurrent_token_reservations_never_overshoot(backend, tokens):
+    limits = Limits(requests_per_minute=10**6, tokens_per_minute=1000)
+    decisions = await asyncio.gather(
+        *(backend.limiter.admit("c", limits, 100 + tokens) for _ in range(50))
+    )
+    admitted = sum(d.allowed for d in decisions)
+    assert admitted * (100 + tokens) <= 1000
+    assert admitted == 1000 // (100 + tokens)
 
 
 async def test_idle_clients_are_forgotten():
@@ -102,11 +219,11 @@ async def test_idle_clients_are_forgotten():
 
 
 async def test_token_limit_through_the_app_counts_real_usage(
-    gateway_client, upstream, tmp_path, provider_key
+    gateway_client, upstream, tmp_path, provider_key, state
 ):
     upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())  # usage total 16
     config = make_config(
-        tmp_path, rate_limit={"requests_per_minute": 100, "tokens_per_minute": 1000}
+        tmp_path, rate_limit={"requests_per_minute": 100, "tokens_per_minute": 1000}, state=state
     )
     client = await gateway_client(config)
     response = await client.post("/v1/chat/completions", json=chat_body(max_tokens=500))
@@ -118,10 +235,12 @@ async def test_token_limit_through_the_app_counts_real_usage(
 
 
 async def test_max_tokens_above_the_whole_limit_runs_alone_in_an_empty_window(
-    gateway_client, upstream, tmp_path, provider_key
+    gateway_client, upstream, tmp_path, provider_key, state
 ):
     upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())  # usage total 16
-    config = make_config(tmp_path, rate_limit={"requests_per_minute": 100, "tokens_per_minute": 100})
+    config = make_config(
+        tmp_path, rate_limit={"requests_per_minute": 100, "tokens_per_minute": 100}, state=state
+    )
     client = await gateway_client(config)
     first = await client.post("/v1/chat/completions", json=chat_body(max_tokens=5000))
     assert first.status_code == 200
@@ -129,15 +248,8 @@ async def test_max_tokens_above_the_whole_limit_runs_alone_in_an_empty_window(
     refused = await client.post("/v1/chat/completions", json=chat_body(max_tokens=5000))
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "rate_limit_exceeded"
-    assert refused.json()["error"]["message"] == "Token rate exceeded for client_id anonymous (100 tokens/min)."
+    assert (
+        refused.json()["error"]["message"]
+        == "Token rate exceeded for client_id anonymous (100 tokens/min)."
+    )
     assert len(upstream.calls) == 1
-
-
-@pytest.mark.parametrize("tokens", [0, 50])
-async def test_concurrent_token_reservations_never_overshoot(tokens):
-    limiter = MemoryLimiter(Clock())
-    limits = Limits(requests_per_minute=10**6, tokens_per_minute=1000)
-    decisions = await asyncio.gather(*(limiter.admit("c", limits, 100 + tokens) for _ in range(50)))
-    admitted = sum(d.allowed for d in decisions)
-    assert admitted * (100 + tokens) <= 1000
-    assert admitted == 1000 // (100 + tokens)

@@ -20,7 +20,11 @@ def config(tmp_path, provider_key, monkeypatch):
         tmp_path,
         providers={
             "primary": {"type": "openai", "base_url": UPSTREAM, "api_key_env": "TEST_PRIMARY_KEY"},
-            "claude": {"type": "anthropic", "base_url": ANTHROPIC, "api_key_env": "TEST_ANTHROPIC_KEY"},
+            "claude": {
+                "type": "anthropic",
+                "base_url": ANTHROPIC,
+                "api_key_env": "TEST_ANTHROPIC_KEY",
+            },
         },
         aliases={
             "default-chat": {"provider": "primary", "model": "up-model-a"},
@@ -31,7 +35,12 @@ def config(tmp_path, provider_key, monkeypatch):
 
 
 def body(**extra):
-    return {"model": "default-chat", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}], **extra}
+    return {
+        "model": "default-chat",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Hi"}],
+        **extra,
+    }
 
 
 async def test_request_is_translated_for_an_openai_upstream(gateway_client, upstream, config):
@@ -71,21 +80,38 @@ async def test_tools_travel_both_ways(gateway_client, upstream, config):
     answer = completion(None)
     answer["choices"][0]["finish_reason"] = "tool_calls"
     answer["choices"][0]["message"]["tool_calls"] = [
-        {"id": "call_7", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "gateway"}'}}
+        {
+            "id": "call_7",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q": "gateway"}'},
+        }
     ]
     route = upstream.post(PRIMARY).respond(json=answer)
     client = await gateway_client(config)
     history = [
         {"role": "user", "content": "Find it"},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Looking."},
-            {"type": "tool_use", "id": "call_1", "name": "lookup", "input": {"q": "x"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "none"}]},
-            {"type": "text", "text": "Try again"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA="}},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Looking."},
+                {"type": "tool_use", "id": "call_1", "name": "lookup", "input": {"q": "x"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_1",
+                    "content": [{"type": "text", "text": "none"}],
+                },
+                {"type": "text", "text": "Try again"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "AAA="},
+                },
+            ],
+        },
     ]
     tools = [{"name": "lookup", "description": "Search", "input_schema": {"type": "object"}}]
     response = await client.post(
@@ -93,12 +119,27 @@ async def test_tools_travel_both_ways(gateway_client, upstream, config):
         json=body(messages=history, tools=tools, tool_choice={"type": "tool", "name": "lookup"}),
     )
     sent = json.loads(route.calls.last.request.content)
-    assert sent["tools"] == [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}, "description": "Search"}}]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {"type": "object"},
+                "description": "Search",
+            },
+        }
+    ]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
     assert sent["messages"][1] == {
         "role": "assistant",
         "content": "Looking.",
-        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"x"}'}}],
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": '{"q":"x"}'},
+            }
+        ],
     }
     assert sent["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "none"}
     assert sent["messages"][3]["content"] == [
@@ -107,7 +148,9 @@ async def test_tools_travel_both_ways(gateway_client, upstream, config):
     ]
     reply = response.json()
     assert reply["stop_reason"] == "tool_use"
-    assert reply["content"] == [{"type": "tool_use", "id": "call_7", "name": "lookup", "input": {"q": "gateway"}}]
+    assert reply["content"] == [
+        {"type": "tool_use", "id": "call_7", "name": "lookup", "input": {"q": "gateway"}}
+    ]
 
 
 async def test_anthropic_to_anthropic_round_trips(gateway_client, upstream, config):
@@ -115,7 +158,9 @@ async def test_anthropic_to_anthropic_round_trips(gateway_client, upstream, conf
     client = await gateway_client(config)
     response = await client.post("/v1/messages", json=body(model="via-claude", system="Be brief."))
     sent = json.loads(route.calls.last.request.content)
-    assert sent["system"] == "Be brief." and sent["max_tokens"] == 64 and sent["model"] == "claude-up"
+    assert (
+        sent["system"] == "Be brief." and sent["max_tokens"] == 64 and sent["model"] == "claude-up"
+    )
     assert response.json()["content"] == [{"type": "text", "text": "Hi! My name is Claude."}]
     assert response.json()["usage"] == {"input_tokens": 2095, "output_tokens": 503}
 
@@ -126,9 +171,7 @@ async def test_anthropic_stream_relayed_as_anthropic_events(gateway_client, upst
     )
     client = await gateway_client(config)
     response = await client.post("/v1/messages", json=body(model="via-claude", stream=True))
-    events = [
-        json.loads(block.split("\n")[1][6:]) for block in response.text.strip().split("\n\n")
-    ]
+    events = [json.loads(block.split("\n")[1][6:]) for block in response.text.strip().split("\n\n")]
     deltas = [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"]
     assert deltas == ["Hel", "lo"]
     end = next(e for e in events if e["type"] == "message_delta")
@@ -138,13 +181,29 @@ async def test_anthropic_stream_relayed_as_anthropic_events(gateway_client, upst
 
 async def test_streamed_tool_calls_become_tool_use_blocks(gateway_client, upstream, config):
     def chunk(delta, finish=None):
-        data = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        data = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return b"data: " + json.dumps(data).encode() + b"\n\n"
 
     content = (
         chunk({"role": "assistant", "content": "On it."})
-        + chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]})
+        + chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": ""},
+                    }
+                ]
+            }
+        )
         + chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}'}}]})
         + chunk({}, "tool_calls")
         + b"data: [DONE]\n\n"
@@ -154,34 +213,64 @@ async def test_streamed_tool_calls_become_tool_use_blocks(gateway_client, upstre
     response = await client.post("/v1/messages", json=body(stream=True))
     events = [json.loads(block.split("\n")[1][6:]) for block in response.text.strip().split("\n\n")]
     starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
-    assert starts == [{"type": "text", "text": ""}, {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]
-    partial = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta" and e["index"] == 1]
+    assert starts == [
+        {"type": "text", "text": ""},
+        {"type": "tool_use", "id": "call_1", "name": "f", "input": {}},
+    ]
+    partial = [
+        e["delta"]["partial_json"]
+        for e in events
+        if e["type"] == "content_block_delta" and e["index"] == 1
+    ]
     assert json.loads("".join(partial)) == {"a": 1}
-    assert next(e for e in events if e["type"] == "message_delta")["delta"]["stop_reason"] == "tool_use"
+    assert (
+        next(e for e in events if e["type"] == "message_delta")["delta"]["stop_reason"]
+        == "tool_use"
+    )
 
 
 @pytest.mark.parametrize(
     ("extra", "param"),
-    [({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
-     ({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, "messages.0.content.0.type")],
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
+            "messages.0.content.0.type",
+        ),
+    ],
 )
-async def test_untranslatable_fields_are_a_clear_400(gateway_client, upstream, config, extra, param):
+async def test_untranslatable_fields_are_a_clear_400(
+    gateway_client, upstream, config, extra, param
+):
     route = upstream.post(PRIMARY).respond(json=completion())
     client = await gateway_client(config)
     response = await client.post("/v1/messages", json=body(**extra))
     assert response.status_code == 400 and route.call_count == 0
     error = response.json()
     assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
-    assert error["error"]["message"].startswith(f"{param}: the gateway's /v1/messages cannot take it")
+    assert error["error"]["message"].startswith(
+        f"{param}: the gateway's /v1/messages cannot take it"
+    )
 
 
-async def test_invalid_body_and_limits_use_anthropics_envelope(gateway_client, upstream, tmp_path, provider_key):
+async def test_invalid_body_and_limits_use_anthropics_envelope(
+    gateway_client, upstream, tmp_path, provider_key
+):
     upstream.post(PRIMARY).respond(json=completion())
     config = make_config(tmp_path, rate_limit={"requests_per_minute": 1})
     client = await gateway_client(config)
-    missing = await client.post("/v1/messages", json={"model": "default-chat", "messages": [{"role": "user", "content": "x"}]})
+    missing = await client.post(
+        "/v1/messages",
+        json={"model": "default-chat", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert missing.status_code == 400
-    assert missing.json() == {"type": "error", "error": {"type": "invalid_request_error", "message": "Invalid request: max_tokens: Field required."}}
+    assert missing.json() == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "Invalid request: max_tokens: Field required.",
+        },
+    }
     assert (await client.post("/v1/messages", json=body())).status_code == 200
     too_many = await client.post("/v1/messages", json=body())
     assert too_many.status_code == 429 and too_many.json()["error"]["type"] == "rate_limit_error"

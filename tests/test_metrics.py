@@ -267,5 +267,8 @@ async def test_retries_from_the_line_are_counted(gateway_client, upstream, tmp_p
     assert (await client.post("/v1/chat/completions", json=chat_body())).status_code == 200
     samples = await scrape(client)
     assert value(samples, "gateway_upstream_retries_total", alias="default-chat") == 1
-    assert value(samples, "gateway_upstream_attempts_total", provider="primary", result="http_503") == 1
+    assert (
+        value(samples, "gateway_upstream_attempts_total", provider="primary", result="http_503")
+        == 1
+    )
     assert value(samples, "gateway_upstream_attempts_total", provider="primary", result="ok") == 1

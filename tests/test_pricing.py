@@ -21,4 +21,6 @@ def test_cost_is_tokens_times_price_per_million(tmp_path):
 
 def test_pricing_for_an_unknown_provider_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"pricing\.ghost"):
-        make_config(tmp_path, pricing={"ghost": {"m": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1}}})
+        make_config(
+            tmp_path, pricing={"ghost": {"m": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1}}}
+        )

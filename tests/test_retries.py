@@ -61,7 +61,9 @@ async def test_retryable_failure_is_retried_on_the_same_target(
 
 
 @pytest.mark.parametrize("status", [401, 404], ids=["401", "404"])
-async def test_other_failures_move_on_without_retrying(gateway_client, upstream, tmp_path, provider_key, status):
+async def test_other_failures_move_on_without_retrying(
+    gateway_client, upstream, tmp_path, provider_key, status
+):
     first = upstream.post(PRIMARY).respond(status)
     upstream.post(SECONDARY).respond(json=completion("fallback"))
     client = await gateway_client(config_with(tmp_path))
@@ -81,7 +83,9 @@ async def test_attempts_per_target_are_bounded_then_the_fallback_runs(
     assert first.call_count == 3
 
 
-async def test_backoff_grows_exponentially_with_jitter(gateway_client, upstream, tmp_path, provider_key):
+async def test_backoff_grows_exponentially_with_jitter(
+    gateway_client, upstream, tmp_path, provider_key
+):
     respond, calls = failing_then_ok(*[httpx.Response(503)] * 3)
     upstream.post(PRIMARY).mock(side_effect=respond)
     retry = {"max_attempts": 4, "base_backoff_s": 0.08, "max_backoff_s": 10}
@@ -95,7 +99,9 @@ async def test_backoff_grows_exponentially_with_jitter(gateway_client, upstream,
         assert ceiling / 2 - 0.005 <= gap <= ceiling + 0.1, (attempt, gaps)
 
 
-async def test_retry_after_is_honoured_before_the_retry(gateway_client, upstream, tmp_path, provider_key):
+async def test_retry_after_is_honoured_before_the_retry(
+    gateway_client, upstream, tmp_path, provider_key
+):
     respond, calls = failing_then_ok(httpx.Response(429, headers={"Retry-After": "0.4"}))
     upstream.post(PRIMARY).mock(side_effect=respond)
     client = await gateway_client(config_with(tmp_path))
@@ -104,7 +110,9 @@ async def test_retry_after_is_honoured_before_the_retry(gateway_client, upstream
     assert calls[1] - calls[0] >= 0.39
 
 
-async def test_retry_after_beyond_the_cap_moves_on_at_once(gateway_client, upstream, tmp_path, provider_key):
+async def test_retry_after_beyond_the_cap_moves_on_at_once(
+    gateway_client, upstream, tmp_path, provider_key
+):
     first = upstream.post(PRIMARY).respond(429, headers={"Retry-After": "30"})
     upstream.post(SECONDARY).respond(json=completion("fallback"))
     client = await gateway_client(config_with(tmp_path, retry_after_cap_s=1))
@@ -120,7 +128,9 @@ async def slow(request: httpx.Request) -> httpx.Response:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-async def test_the_deadline_answers_504_at_once(gateway_client, upstream, tmp_path, provider_key, stream):
+async def test_the_deadline_answers_504_at_once(
+    gateway_client, upstream, tmp_path, provider_key, stream
+):
     upstream.post(PRIMARY).mock(side_effect=slow)
     config = config_with(tmp_path, deadline_s=0.3)
     client = await gateway_client(config)
@@ -137,7 +147,9 @@ async def test_the_deadline_answers_504_at_once(gateway_client, upstream, tmp_pa
     assert line["status"] == 504 and line["outcome"] == "upstream_error"
 
 
-async def test_an_alias_deadline_overrides_the_global_one(gateway_client, upstream, tmp_path, provider_key):
+async def test_an_alias_deadline_overrides_the_global_one(
+    gateway_client, upstream, tmp_path, provider_key
+):
     upstream.post(PRIMARY).mock(side_effect=slow)
     aliases = {"solo": {"provider": "primary", "model": "m", "deadline_s": 0.2}}
     client = await gateway_client(config_with(tmp_path, deadline_s=30, aliases=aliases))
@@ -146,11 +158,15 @@ async def test_an_alias_deadline_overrides_the_global_one(gateway_client, upstre
     assert response.status_code == 504 and time.monotonic() - started < 0.8
 
 
-async def test_retries_never_sleep_past_the_deadline(gateway_client, upstream, tmp_path, provider_key):
+async def test_retries_never_sleep_past_the_deadline(
+    gateway_client, upstream, tmp_path, provider_key
+):
     first = upstream.post(PRIMARY).respond(503)
     aliases = {"solo": {"provider": "primary", "model": "m"}}
     retry = {"max_attempts": 10, "base_backoff_s": 0.2, "max_backoff_s": 5}
-    config = config_with(tmp_path, retry, deadline_s=0.5, aliases=aliases, breaker={"failure_threshold": 10})
+    config = config_with(
+        tmp_path, retry, deadline_s=0.5, aliases=aliases, breaker={"failure_threshold": 10}
+    )
     client = await gateway_client(config)
     started = time.monotonic()
     response = await client.post("/v1/chat/completions", json=chat_body(model="solo"))

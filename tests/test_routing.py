@@ -56,7 +56,9 @@ def test_weights_split_a_large_sample_within_one_point(tmp_path):
     assert {t.model for t in plan[:2]} == {"heavy", "light"} and plan[2].model == "spare"
 
 
-async def test_traffic_through_the_gateway_splits_by_weight(gateway_client, upstream, tmp_path, provider_key):
+async def test_traffic_through_the_gateway_splits_by_weight(
+    gateway_client, upstream, tmp_path, provider_key
+):
     """2,000 requests at weights 3:1: the heavy target's share is 0.75 ± 0.04 (4 sigma)."""
     upstream.post(PRIMARY).mock(side_effect=echo_model)
     client = await gateway_client(weighted_config(tmp_path))
@@ -68,7 +70,9 @@ async def test_traffic_through_the_gateway_splits_by_weight(gateway_client, upst
     assert abs(counts["heavy"] / 2000 - 0.75) < 0.04
 
 
-async def test_open_breaker_takes_a_target_out_of_the_split(gateway_client, upstream, tmp_path, provider_key):
+async def test_open_breaker_takes_a_target_out_of_the_split(
+    gateway_client, upstream, tmp_path, provider_key
+):
     def heavy_down(request: httpx.Request) -> httpx.Response:
         model = json.loads(request.content)["model"]
         return httpx.Response(500) if model == "heavy" else echo_model(request)
@@ -93,10 +97,18 @@ def rules_config(tmp_path):
             "big": {"provider": "primary", "model": "long-context"},
         },
         routes=[
-            {"name": "support-desk", "match": {"use_case": ["support", "helpdesk"]}, "alias": "cheap"},
+            {
+                "name": "support-desk",
+                "match": {"use_case": ["support", "helpdesk"]},
+                "alias": "cheap",
+            },
             {"name": "claude-family", "match": {"model": ["claude-*"]}, "alias": "claude"},
             {"name": "batch-jobs", "match": {"client": ["batch-*"]}, "alias": "cheap"},
-            {"name": "long-prompts", "match": {"model": ["default-chat"], "min_prompt_tokens": 50}, "alias": "big"},
+            {
+                "name": "long-prompts",
+                "match": {"model": ["default-chat"], "min_prompt_tokens": 50},
+                "alias": "big",
+            },
         ],
     )
 
@@ -112,7 +124,15 @@ def rules_config(tmp_path):
         ("default-chat", {}, 60, "long-context", "long-prompts"),
         ("cheap", {}, 60, "small", None),
     ],
-    ids=["no-rule", "use-case", "model-family", "first-match-wins", "client", "prompt-size", "size-scoped-by-model"],
+    ids=[
+        "no-rule",
+        "use-case",
+        "model-family",
+        "first-match-wins",
+        "client",
+        "prompt-size",
+        "size-scoped-by-model",
+    ],
 )
 async def test_rules_choose_the_alias_and_telemetry_names_the_rule(
     gateway_client, upstream, tmp_path, provider_key, model, headers, words, expected, rule
@@ -131,7 +151,9 @@ async def test_rules_choose_the_alias_and_telemetry_names_the_rule(
     assert line["upstream_model"] == expected
 
 
-async def test_an_unknown_model_no_rule_matches_is_404(gateway_client, upstream, tmp_path, provider_key):
+async def test_an_unknown_model_no_rule_matches_is_404(
+    gateway_client, upstream, tmp_path, provider_key
+):
     client = await gateway_client(rules_config(tmp_path))
     response = await ask(client, "gpt-9")
     assert response.status_code == 404 and response.json()["error"]["type"] == "model_not_found"
@@ -190,7 +212,9 @@ async def test_cheapest_skips_an_open_breaker_for_the_next_cheapest(
     client = await gateway_client(config)
     long_prompt = " ".join(["w"] * 1000)
     first = await ask(client, content=long_prompt, max_tokens=1)
-    assert first.json()["choices"][0]["message"]["content"] == "writer"  # reader failed, next cheapest
+    assert (
+        first.json()["choices"][0]["message"]["content"] == "writer"
+    )  # reader failed, next cheapest
     second = await ask(client, content=long_prompt, max_tokens=1)
     assert second.json()["choices"][0]["message"]["content"] == "writer"
     client.app.state.telemetry.writer.close()

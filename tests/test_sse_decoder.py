@@ -5,11 +5,11 @@ from __future__ import annotations
 from src.providers.sse import SSEDecoder
 
 STREAM = (
-    b': keep-alive comment\n\n'
+    b": keep-alive comment\n\n"
     b'data: {"a":1}\n\n'
     b'event: message\r\ndata: {"b":2}\r\n\r\n'
-    b'data: first line\ndata: second line\n\n'
-    b'data:[DONE]\n\n'
+    b"data: first line\ndata: second line\n\n"
+    b"data:[DONE]\n\n"
 )
 EXPECTED = [b'{"a":1}', b'{"b":2}', b"first line\nsecond line", b"[DONE]"]
 

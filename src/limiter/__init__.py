@@ -9,7 +9,8 @@ admission, and ``reconcile`` replaces the reservation with the real usage when
 the answer ends, so concurrent requests cannot overshoot the way post-paid
 counting does.
 
-``Limiter`` is the seam: ``MemoryLimiter`` keeps the windows in this process.
+``Limiter`` is the seam: ``MemoryLimiter`` keeps the windows in this process,
+``RedisLimiter`` in a Redis every replica shares.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Quota:
 class Decision:
     """The outcome of ``admit``.
 
-    When refused, ``exceeded`` names the limit (``"requests"`` or ``"tokens"``)
+    When refused, ``exceeded`` names the limit (``"requests"`` or ``"tokens"``),
+    or is ``"unavailable"`` when a shared store is down and set to fail closed,
     and ``retry_after_s`` says when a retry can succeed. When admitted,
     ``reservation`` is the handle ``reconcile`` takes.
     """

@@ -21,7 +21,6 @@ from .base import AttemptFailed, ChunkStream, Provider, Usage
 from .http1 import Http1Transport
 from .openai import OpenAIProvider
 from .stub import STUB_TEXT, StubProvider
-from .transport import AiohttpTransport
 
 __all__ = [
     "STUB_TEXT",
@@ -31,6 +30,7 @@ __all__ = [
     "Providers",
     "TransportFactory",
     "Usage",
+    "configured_transport",
 ]
 
 TransportFactory = Callable[[ProviderConfig], httpx.AsyncBaseTransport]
@@ -38,6 +38,8 @@ TransportFactory = Callable[[ProviderConfig], httpx.AsyncBaseTransport]
 
 def configured_transport(spec: ProviderConfig) -> httpx.AsyncBaseTransport:
     if spec.transport == "aiohttp":
+        from .transport import AiohttpTransport  # aiohttp costs ~85 ms of start-up: only on demand
+
         return AiohttpTransport(max_connections=spec.max_connections)
     return Http1Transport(max_connections=spec.max_connections)
 

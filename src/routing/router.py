@@ -62,6 +62,7 @@ class Route:
         self.cheapest = spec.strategy == "cheapest" and len(self.group) > 1
         self.deadline_s = spec.deadline_s if spec.deadline_s is not None else config.deadline_s
         self.retry: RetryConfig = spec.retry or config.retry
+        self.queue_timeout_s = spec.queue_timeout_ms / 1000 if spec.queue_timeout_ms else None
         self._prices = tuple(prices.price(t.provider, t.model) for t in self.group)
         # One target in the group: the order never changes.
         self._fixed = (*self.group, *self.fallbacks) if len(self.group) == 1 else None
@@ -122,6 +123,12 @@ class Router:
                 f" Known models: {', '.join(self._routes)}.",
                 param="model",
             ) from None
+
+    def rules_report(
+        self, model: str, client: str, use_case: str | None, prompt: int
+    ) -> list[dict[str, object]]:
+        """Every routing rule, in order, and whether it matches a request."""
+        return self._rules.report(model, client, use_case, prompt)
 
     def health(self) -> list[dict[str, object]]:
         """Every target's breaker, for ``/healthz?verbose=1``."""

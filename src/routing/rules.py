@@ -62,6 +62,16 @@ class Rules:
     def __bool__(self) -> bool:
         return bool(self._rules)
 
+    def report(
+        self, model: str, client: str, use_case: str | None, prompt: int
+    ) -> list[dict[str, object]]:
+        """Every rule, and whether it matches a request (for explain)."""
+        return [
+            {"name": rule.name, "alias": rule.alias, "matches": matched}
+            for rule in self._rules
+            for matched in (rule.matches(model, client, use_case, prompt),)
+        ]
+
     def first(self, model: str, client: str, use_case: str | None, prompt: int) -> Rule | None:
         for rule in self._rules:
             if rule.matches(model, client, use_case, prompt):
