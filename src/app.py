@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,60 +30,42 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from . import metrics as metrics_module
-from . import tokens
-from .accounting import COST_HEADER, format_usd
 from .admin import AdminGuard
 from .config import ConfigError, GatewayConfig, load_config
 from .config import config_path as default_config_path
 from .configcheck import refuse_errors
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
+from .endpoints import chat_completions, embeddings, healthz, list_models, seed_chat
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, RouteNotFound, ShuttingDown
 from .explain import explain
-from .handling import (
-    authenticate,
-    ceiling_of,
-    client_for,
-    guarded,
-    impostor,
-    refusal_headers,
-    use_case_of,
-)
-from .identity import OPEN_MODE_WARNING, Client
+from .identity import OPEN_MODE_WARNING
 from .labels import Labels
 from .logfile import LineWriter
 from .messages_api import messages
 from .metrics import InFlight, Metrics
 from .models import (
-    MAX_CLIENT_ID,
     ChatCompletionRequest,
     EmbeddingsRequest,
-    KeyedSeedChatRequest,
     MessagesRequest,
     SeedChatRequest,
     openapi_body,
-    validate_body,
 )
 from .policies import Policies
 from .providers import TransportFactory
 from .reload import Reloader, admin_reload, build_gateway
 from .rolling import Rolling
-from .service import Gateway
 from .serving import GatewayProtocol
 from .shutdown import on_sigterm
 from .state_backend import open_backend
-from .streaming import OpenAIEncoder, Relay, SSEResponse, open_stream
-from .telemetry import CallRecord, CircuitListener, Sink, Telemetry
+from .streaming import SSEResponse
+from .telemetry import CircuitListener, Sink, Telemetry
 from .tracing import Tracing, exporter_names
 from .waiting import CapacityQueue
 from .wire import (
     anthropic_error_response,
     error_response,
-    json_response,
-    new_request_id,
-    read_json,
 )
 
-_STARTED = int(time.time())
 _SHUTTING_DOWN = "The gateway is shutting down and takes no new requests; retry."
 _INTERRUPTED = "The gateway is shutting down; the stream was ended at its drain deadline."
 
@@ -306,195 +287,6 @@ def _views(
     if tracing is not None:
         sinks.append(tracing.observe)
     return sinks, listeners
-
-
-async def chat_completions(request: Request) -> Response | SSEResponse:
-    """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
-    gateway: Gateway = request.app.state.gateway
-    telemetry: Telemetry = request.app.state.telemetry
-    record = CallRecord(new_request_id(), "/v1/chat/completions", "anonymous")
-    client: Client | None = None
-    streaming = False
-    gateway.enter()
-    try:
-        client = client_for(gateway, request, record)
-        body = await read_json(request, gateway.config.max_body_bytes)
-        chat = validate_body(ChatCompletionRequest, body)
-        ticket = await gateway.admit(
-            record, client, chat.model, tokens.prompt_tokens(body["messages"]),
-            chat.completion_budget(), body, use_case=use_case_of(request),
-            ceiling_usd=ceiling_of(request),
-        )  # fmt: skip
-        headers = {**ticket.headers, "x-request-id": record.request_id}
-        if chat.stream:
-            opened = await guarded(ticket, open_stream(gateway, record, ticket, body))
-            streaming = True
-            price = gateway.prices.price(record.provider or "", record.upstream_model or "")
-            encoder = OpenAIEncoder(chat, ticket.model, record.request_id, price)
-            relay = Relay(gateway, telemetry, record, ticket, encoder, opened, body)
-            return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
-        answer = await guarded(ticket, gateway.complete(record, ticket, body))
-        return json_response(answer, headers=_with_cost(headers, record))
-    except GatewayError as exc:
-        return await _refuse(gateway, record, client, exc, openai=True)
-    except asyncio.CancelledError:
-        record.status, record.outcome = 499, "client_disconnected"
-        raise
-    except BaseException:
-        record.status, record.error_type, record.outcome = 500, "internal_error", "error"
-        raise
-    finally:
-        if not streaming:
-            gateway.leave()
-            telemetry.emit(record)
-
-
-async def seed_chat(request: Request) -> Response:
-    """The gateway's own simple dialect: the caller in the body (or its API key), a flat answer."""
-    gateway: Gateway = request.app.state.gateway
-    telemetry: Telemetry = request.app.state.telemetry
-    record = CallRecord(new_request_id(), "/v1/chat", "anonymous")
-    client: Client | None = None
-    gateway.enter()
-    try:
-        keyed = not gateway.identity.open
-        if keyed:
-            client = authenticate(gateway, request, record)
-        body = await read_json(request, gateway.config.max_body_bytes)
-        claimed = body.get("client_id") if isinstance(body, dict) else None
-        if not keyed and isinstance(claimed, str) and claimed:
-            record.client_id = claimed[:MAX_CLIENT_ID]
-        chat = validate_body(KeyedSeedChatRequest if keyed else SeedChatRequest, body)
-        if chat.stream:
-            raise InvalidRequest(
-                "/v1/chat does not stream; use /v1/chat/completions with stream=true.",
-                param="stream",
-            )
-        if client is None:
-            client = gateway.identity.default
-        elif claimed is not None and claimed != client.id:
-            raise impostor("The body's client_id", claimed, client)
-        upstream_body = {k: v for k, v in body.items() if k != "client_id"}
-        ticket = await gateway.admit(
-            record, client, chat.model, tokens.prompt_tokens(body["messages"]),
-            chat.completion_budget(), upstream_body, use_case=use_case_of(request),
-            ceiling_usd=ceiling_of(request),
-        )  # fmt: skip
-        answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
-        reply = {
-            "id": record.request_id,
-            "model": ticket.model,
-            "provider": record.provider,
-            "usage": answer["usage"],
-            "message": _first_message(answer),
-        }
-        headers = {**ticket.headers, "x-request-id": record.request_id}
-        return json_response(reply, headers=_with_cost(headers, record))
-    except GatewayError as exc:
-        return await _refuse(gateway, record, client, exc, openai=False)
-    except asyncio.CancelledError:
-        record.status, record.outcome = 499, "client_disconnected"
-        raise
-    except BaseException:
-        record.status, record.error_type, record.outcome = 500, "internal_error", "error"
-        raise
-    finally:
-        gateway.leave()
-        telemetry.emit(record)
-
-
-async def embeddings(request: Request) -> Response:
-    """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
-    gateway: Gateway = request.app.state.gateway
-    telemetry: Telemetry = request.app.state.telemetry
-    record = CallRecord(new_request_id(), "/v1/embeddings", "anonymous")
-    client: Client | None = None
-    gateway.enter()
-    try:
-        client = client_for(gateway, request, record)
-        body = await read_json(request, gateway.config.max_body_bytes)
-        embed = validate_body(EmbeddingsRequest, body)
-        ticket = await gateway.admit(
-            record, client, embed.model, embed.input_tokens(), 0, body,
-            use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=False,
-        )  # fmt: skip
-        answer = await guarded(ticket, gateway.embed(record, ticket, body))
-        headers = {**ticket.headers, "x-request-id": record.request_id}
-        return json_response(answer, headers=_with_cost(headers, record))
-    except GatewayError as exc:
-        return await _refuse(gateway, record, client, exc, openai=True)
-    except asyncio.CancelledError:
-        record.status, record.outcome = 499, "client_disconnected"
-        raise
-    except BaseException:
-        record.status, record.error_type, record.outcome = 500, "internal_error", "error"
-        raise
-    finally:
-        gateway.leave()
-        telemetry.emit(record)
-
-
-async def list_models(request: Request) -> Response:
-    """The aliases the caller may use (all of them in open mode)."""
-    gateway: Gateway = request.app.state.gateway
-    identity = gateway.identity
-    try:
-        client = (
-            identity.default
-            if identity.open
-            else identity.authenticate(
-                request.headers.get("authorization"), request.headers.get("x-api-key")
-            )
-        )
-    except GatewayError as exc:
-        return error_response(exc, openai=True)
-    data = [
-        {"id": alias, "object": "model", "created": _STARTED, "owned_by": "gateway"}
-        for alias in client.models
-    ]
-    return json_response({"object": "list", "data": data})
-
-
-async def healthz(request: Request) -> Response:
-    """``{"status": "ok"}``; ``?verbose=1`` adds every target's breaker and lost telemetry lines."""
-    if request.query_params.get("verbose") not in {"1", "true"}:
-        return json_response({"status": "ok"})
-    gateway: Gateway = request.app.state.gateway
-    telemetry: Telemetry = request.app.state.telemetry
-    targets = gateway.router.health()
-    degraded = any(target["state"] != "closed" for target in targets)
-    return json_response(
-        {
-            "status": "degraded" if degraded else "ok",
-            "targets": targets,
-            "telemetry_lines_lost": telemetry.writer.dropped,
-        }
-    )
-
-
-async def _refuse(
-    gateway: Gateway, record: CallRecord, client: Client | None, exc: GatewayError, *, openai: bool
-) -> Response:
-    headers = await refusal_headers(gateway, record, exc, client)
-    return error_response(exc, openai=openai, headers=headers)
-
-
-def _with_cost(headers: dict[str, str], record: CallRecord) -> dict[str, str]:
-    """The answer's cost header, when its model has a price."""
-    if record.cost_usd is not None:
-        headers[COST_HEADER] = format_usd(record.cost_usd)
-    return headers
-
-
-def _first_message(answer: dict[str, Any]) -> dict[str, Any]:
-    first = answer["choices"][0] if answer["choices"] else None
-    message = first.get("message") if isinstance(first, dict) else None
-    if not isinstance(message, dict):
-        return {"role": "assistant", "content": None}
-    reply = {"role": message.get("role", "assistant"), "content": message.get("content")}
-    if message.get("tool_calls"):
-        reply["tool_calls"] = message["tool_calls"]
-    return reply
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
