@@ -6,11 +6,12 @@ from typing import Any
 
 from starlette.requests import Request
 
+from .admission import Ticket
 from .errors import GatewayError, PermissionDenied
 from .identity import Client
 from .models import MAX_CLIENT_ID
 from .refusals import CEILING_HEADER, parse_ceiling, with_rule_fields
-from .service import Gateway, Ticket
+from .service import Gateway
 from .telemetry import CallRecord
 
 

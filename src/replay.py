@@ -40,6 +40,7 @@ import httpx
 import orjson
 
 from . import tokens
+from .admission import Ticket
 from .config import GatewayConfig, ProviderConfig
 from .configtool import validate
 from .errors import GatewayError
@@ -48,7 +49,7 @@ from .limiter import Decision, Limits
 from .limiter.memory import MemoryLimiter
 from .policies import Policies
 from .providers import Providers, Usage
-from .service import Gateway, Ticket
+from .service import Gateway
 from .spend.ledger import Ledger
 from .spend.memory import MemorySpendStore
 from .telemetry import CallRecord

@@ -35,12 +35,14 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from . import accounting, tokens
+from .admission import Ticket
 from .config import PriceConfig
 from .errors import GatewayError
 from .models import ChatCompletionRequest
 from .providers import AttemptFailed, ChunkStream, Usage
 from .providers.base import Chunk
-from .service import Gateway, Ticket, usage_of
+from .service import Gateway
+from .settlement import usage_of
 from .telemetry import CallRecord, Telemetry
 
 _DONE = b"data: [DONE]\n\n"
