@@ -183,4 +183,5 @@ def state(request: pytest.FixtureRequest) -> dict[str, Any]:
         return {"backend": "memory"}
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
-    return {"backend": "redis", "redis_url": url, "key_prefix": prefix}
+    # A generous timeout: on a loaded machine a short one would fail open and break exactness.
+    return {"backend": "redis", "redis_url": url, "key_prefix": prefix, "timeout_s": 5}

@@ -56,7 +56,7 @@ class MemoryBackend:
 class RedisBackend:
     def __init__(self, url: str, prefix: str) -> None:
         self.store = RedisStore(
-            StateConfig(backend="redis", redis_url=url, key_prefix=prefix), SCRIPTS
+            StateConfig(backend="redis", redis_url=url, key_prefix=prefix, timeout_s=5), SCRIPTS
         )
         self.limiter = RedisLimiter(self.store)
         self.prefix = prefix

@@ -72,7 +72,7 @@ async def burst(urls: list[str], count: int, client_id: str) -> list[tuple[str, 
 async def test_two_gateways_on_one_redis_admit_exactly_the_limit_of_a_burst(
     tmp_path, gateways, redis_url, redis_prefix
 ):
-    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}
+    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix, "timeout_s": 5}
     config = stub_config(tmp_path, state)
     first, second = start(gateways, tmp_path, config), start(gateways, tmp_path, config)
 
@@ -96,7 +96,7 @@ async def test_two_gateways_on_one_redis_hold_a_budget_exactly_in_a_burst(
     }
     cost = (2 * 1 + 17 * 1) / 1_000_000
     config = stub_config(
-        tmp_path, {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}, 10**6
+        tmp_path, {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix, "timeout_s": 5}, 10**6
     )
     config["pricing"] = {"stub": {"m": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1}}}
     config["clients"] = {
@@ -128,7 +128,7 @@ async def test_two_gateways_on_one_redis_hold_a_budget_exactly_in_a_burst(
 async def test_two_workers_on_redis_admit_exactly_the_limit_and_do_not_warn(
     tmp_path, redis_url, redis_prefix
 ):
-    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix}
+    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix, "timeout_s": 5}
     with gateway_process(tmp_path, stub_config(tmp_path, state), workers=2) as url:
         results = await burst([url], BURST, "workers-client")
     assert [status for _, status in results].count(200) == LIMIT

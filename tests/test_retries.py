@@ -170,6 +170,7 @@ async def test_retries_never_sleep_past_the_deadline(
     client = await gateway_client(config)
     started = time.monotonic()
     response = await client.post("/v1/chat/completions", json=chat_body(model="solo"))
-    assert time.monotonic() - started < 0.5
-    assert response.status_code == 502  # the last real failure, reported before the deadline
+    # A sleep past the deadline would answer 504; the last real failure comes before it.
+    assert response.status_code == 502
+    assert time.monotonic() - started < 1.5  # generous: a loaded machine adds latency
     assert 2 <= first.call_count < 10
