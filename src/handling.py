@@ -13,11 +13,12 @@ from .models import MAX_CLIENT_ID
 from .refusals import CEILING_HEADER, parse_ceiling, with_rule_fields
 from .service import Gateway
 from .telemetry import CallRecord
+from .wire import header
 
 
 def client_of(request: Request) -> str:
     """The caller of the OpenAI- and Anthropic-shaped routes: ``X-Client-Id``, else anonymous."""
-    return (request.headers.get("x-client-id") or "anonymous")[:MAX_CLIENT_ID]
+    return (header(request, "x-client-id") or "anonymous")[:MAX_CLIENT_ID]
 
 
 def client_for(gateway: Gateway, request: Request, record: CallRecord) -> Client:
@@ -30,7 +31,7 @@ def client_for(gateway: Gateway, request: Request, record: CallRecord) -> Client
         record.client_id = client_of(request)
         return gateway.identity.default
     client = authenticate(gateway, request, record)
-    claimed = request.headers.get("x-client-id")
+    claimed = header(request, "x-client-id")
     if claimed and claimed != client.id:
         raise impostor("The X-Client-Id header", claimed, client)
     return client
@@ -38,8 +39,9 @@ def client_for(gateway: Gateway, request: Request, record: CallRecord) -> Client
 
 def authenticate(gateway: Gateway, request: Request, record: CallRecord) -> Client:
     """The client of the request's API key (``AuthenticationFailed`` without one)."""
-    headers = request.headers
-    client = gateway.identity.authenticate(headers.get("authorization"), headers.get("x-api-key"))
+    client = gateway.identity.authenticate(
+        header(request, "authorization"), header(request, "x-api-key")
+    )
     assert client.id is not None
     record.client_id = client.id
     return client
@@ -52,12 +54,12 @@ def impostor(where: str, claimed: str, client: Client) -> PermissionDenied:
 
 
 def use_case_of(request: Request) -> str | None:
-    return request.headers.get("x-use-case") or None
+    return header(request, "x-use-case") or None
 
 
 def ceiling_of(request: Request) -> float | None:
     """The client's cost ceiling (``X-Max-Cost-USD``), if it sent one."""
-    return parse_ceiling(request.headers.get(CEILING_HEADER))
+    return parse_ceiling(header(request, CEILING_HEADER))
 
 
 async def guarded(ticket: Ticket, work: Any) -> Any:

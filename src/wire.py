@@ -34,14 +34,32 @@ def new_request_id() -> str:
     return f"gw-{random.getrandbits(48):012x}"
 
 
+def header(request: Request, name: str) -> str | None:
+    """The request's header ``name`` (lower case; the first one if repeated).
+
+    From a table built once per request: Starlette's ``headers.get`` scans the
+    list and raises ``KeyError`` inside for an absent header, and most of the
+    headers the gateway looks for are absent on most requests.
+    """
+    scope = request.scope
+    table: dict[str, bytes] | None = scope.get("gateway.headers")
+    if table is None:
+        table = {}
+        for key, value in scope["headers"]:
+            table.setdefault(key.decode("latin-1"), value)
+        scope["gateway.headers"] = table
+    value = table.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The decoded JSON body; refuses what is too large before reading it all."""
-    content_type = request.headers.get("content-type")
+    content_type = header(request, "content-type")
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType(
             "The body must be JSON: send it with 'Content-Type: application/json'."
         )
-    declared = request.headers.get("content-length")
+    declared = header(request, "content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     chunks: list[bytes] = []
