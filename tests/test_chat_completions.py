@@ -152,3 +152,15 @@ async def test_one_pooled_transport_per_provider_is_closed_at_shutdown(upstream,
     async with app.lifespan():
         assert len(made) == 2 and not any(t.closed for t in made)
     assert all(t.closed for t in made)
+
+
+async def test_start_up_objects_are_kept_out_of_the_cyclic_collector(upstream, config):
+    import gc
+
+    from src.app import create_app
+
+    gc.unfreeze()
+    app = create_app(config, transport=lambda spec: httpx.MockTransport(upstream.async_handler))
+    async with app.lifespan():
+        assert gc.get_freeze_count() > 0
+    gc.unfreeze()
