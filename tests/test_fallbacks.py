@@ -27,11 +27,12 @@ def config(tmp_path, provider_key):
         httpx.Response(429, json={"error": {"message": "slow down"}}),
         httpx.Response(200, text="<html>oops</html>"),
         httpx.Response(200, json={}),
+        httpx.Response(200, json={"choices": [1, 2]}),
         httpx.Response(401, json={"error": {"message": "bad key"}}),
         httpx.ConnectError("refused"),
         httpx.ReadTimeout("slow"),
     ],
-    ids=["500", "503", "429", "html-200", "empty-200", "401", "connect-error", "timeout"],
+    ids=["500", "503", "429", "html-200", "empty-200", "bad-choices-200", "401", "connect-error", "timeout"],
 )
 async def test_failure_moves_on_to_the_fallback_in_order(gateway_client, upstream, config, failure):
     first = upstream.post(PRIMARY)
@@ -178,3 +179,20 @@ async def test_redirects_are_not_followed(gateway_client, upstream, config):
     assert response.status_code == 200
     assert second.called
     assert all("169.254" not in str(call.request.url) for call in upstream.calls)
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        (httpx.ConnectError("refused"), "could not be reached"),
+        (httpx.ReadError("reset"), "broke the connection while answering"),
+    ],
+)
+async def test_the_message_tells_a_refused_connection_from_a_broken_one(
+    gateway_client, upstream, tmp_path, provider_key, failure, words
+):
+    upstream.post(PRIMARY).mock(side_effect=failure)
+    client = await gateway_client(make_config(tmp_path, aliases={"solo": {"provider": "primary", "model": "m"}}))
+    response = await client.post("/v1/chat/completions", json={**chat_body(), "model": "solo"})
+    assert response.status_code == 502
+    assert words in response.json()["error"]["message"]

@@ -98,9 +98,11 @@ class HTTPProvider:
             return AttemptFailed(
                 "timeout", f"provider {self.name} did not answer within {self._timeout_s:g} s"
             )
-        return AttemptFailed(
-            "connect", f"provider {self.name} could not be reached ({type(exc).__name__})"
-        )
+        if isinstance(exc, httpx.ConnectError):
+            what = "could not be reached"
+        else:
+            what = "broke the connection while answering"  # reset, cut body, not HTTP
+        return AttemptFailed("connect", f"provider {self.name} {what} ({type(exc).__name__})")
 
     def _status_failure(
         self, status: int, headers: httpx.Headers, content: bytes

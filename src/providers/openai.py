@@ -48,9 +48,14 @@ class OpenAIProvider(HTTPProvider):
     async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = orjson.dumps({**body, "model": model})
         answer = await self._call_json(self.chat_url(model), self._json_headers, payload)
-        if not isinstance(answer.get("choices"), list):
+        choices = answer.get("choices")
+        if not isinstance(choices, list) or not all(
+            isinstance(choice, dict) and isinstance(choice.get("message"), dict)
+            for choice in choices
+        ):
             raise AttemptFailed(
-                "bad_response", f"provider {self.name} answered without a 'choices' list"
+                "bad_response",
+                f"provider {self.name} answered without a 'choices' list of messages",
             )
         return answer
 
