@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
+from tests.gateway_process import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,9 +56,4 @@ def uvicorn_server(app: str, ready_path: str, env: dict[str, str] | None = None)
             time.sleep(0.05)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

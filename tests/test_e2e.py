@@ -24,6 +24,7 @@ import httpx
 import openai
 import pytest
 
+from tests.gateway_process import stop_process
 from tests.upstream_server import Behaviour, FakeUpstream, Received, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,12 +105,7 @@ def gateway(
         _wait_healthy(gw, process)
         yield gw
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
 
 
 def _wait_healthy(gw: Gateway, process: subprocess.Popen[bytes]) -> None:

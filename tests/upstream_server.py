@@ -270,7 +270,7 @@ class FakeUpstream:
             error = {"error": {"message": behaviour.error_message, "type": "server_error"}}
             return await self._send_json(request, writer, behaviour.status, error, extra)
         if not request.stream:
-            if not await _wait_unless_peer_leaves(reader, behaviour.first_delay_s):
+            if not await wait_unless_peer_leaves(reader, behaviour.first_delay_s):
                 request.closed_by_peer_at = time.monotonic()
                 request.closed.set()
                 return False
@@ -376,7 +376,7 @@ class FakeUpstream:
                 await watcher
 
 
-async def _wait_unless_peer_leaves(reader: asyncio.StreamReader, seconds: float) -> bool:
+async def wait_unless_peer_leaves(reader: asyncio.StreamReader, seconds: float) -> bool:
     """Sleep ``seconds``; False as soon as the gateway closes the connection instead."""
     if seconds <= 0:
         return True

@@ -48,6 +48,8 @@ from typing import Any
 
 import orjson
 
+from tests.upstream_server import wait_unless_peer_leaves
+
 _DIRECTIVE = re.compile(r"rid=([^\s\"\\]+)\s+plan=([^\s\"\\]+)")
 CREATED = 1_700_000_000
 
@@ -216,7 +218,7 @@ class FaultyUpstream(_Loopback):
         name, *args = attempt.action.split(":")
         stream = isinstance(attempt.body, dict) and attempt.body.get("stream") is True
         if name == "delay":
-            if not await _sleep_unless_closed(reader, float(args[0])):
+            if not await wait_unless_peer_leaves(reader, float(args[0])):
                 attempt.closed_by_peer_at = time.monotonic()
                 return False
             name, args = "ok", []
@@ -225,7 +227,7 @@ class FaultyUpstream(_Loopback):
             interval = float(args[1]) if len(args) > 1 else 0.0
             if stream:
                 return await self._stream(attempt, reader, writer, pieces, interval, None)
-            if not await _sleep_unless_closed(reader, interval * pieces):
+            if not await wait_unless_peer_leaves(reader, interval * pieces):
                 attempt.closed_by_peer_at = time.monotonic()
                 return False
             if attempt.path.endswith("/embeddings"):
@@ -323,25 +325,13 @@ class FaultyUpstream(_Loopback):
                                  "transfer-encoding": "chunked"}))
         await writer.drain()
         try:
-            while await _sleep_unless_closed(reader, 0.8):
+            while await wait_unless_peer_leaves(reader, 0.8):
                 writer.write(b"1\r\nd\r\n")
                 await writer.drain()
         except ConnectionError:
             pass
         attempt.closed_by_peer_at = time.monotonic()
         return False
-
-
-async def _sleep_unless_closed(reader: asyncio.StreamReader, seconds: float) -> bool:
-    if seconds <= 0:
-        return True
-    try:
-        await asyncio.wait_for(reader.read(1), seconds)
-    except TimeoutError:
-        return True
-    except ConnectionError:
-        return False
-    return False
 
 
 async def _json(
