@@ -2,7 +2,7 @@
 
 Figures: tests report what they measured with ``figures.record``; when
 ``HOSTILE_FIGURES`` names a file, the session writes them there as JSON
-(``python -m tests.hostile.report`` does that and prints README's table).
+(``python -m tests.hostile.report`` does that and prints the table of docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ everything the gateway said to anyone (answers, headers, log lines, stdout,
 stderr) so the secrets test can scan the whole suite's traffic at the end.
 
 ``SCALE`` (environment ``HOSTILE_SCALE``, default 1) multiplies the case counts:
-the default run is sized for CI; ``HOSTILE_SCALE=10`` gives the figures in README.
+the default run is sized for CI; ``HOSTILE_SCALE=10`` gives the figures in docs/reliability.md.
 """
 
 from __future__ import annotations

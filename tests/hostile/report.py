@@ -1,11 +1,11 @@
-"""Run the hostile suite and print its figures (README's Reliability table).
+"""Run the hostile suite and print its figures (the table of docs/reliability.md).
 
     python -m tests.hostile.report                # the CI-sized run
     python -m tests.hostile.report --scale 10     # thousands of cases per area
-    python -m tests.hostile.report --scale 10 --readme   # and write them into README.md
+    python -m tests.hostile.report --scale 10 --write    # and write them into docs/reliability.md
 
 Exits with the suite's status: figures from a failing run are printed but
-never written into README.
+never written into the page.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "reliability.md"
 START, END = "<!-- hostile-figures -->", "<!-- /hostile-figures -->"
 
 AREAS = [
@@ -50,7 +50,9 @@ def render(figures: dict[str, dict[str, Any]], scale: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="multiply every case count")
-    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument(
+        "--write", action="store_true", help="write the table into docs/reliability.md"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "figures.json"
@@ -62,10 +64,10 @@ def main() -> int:
         figures = json.loads(target.read_text()) if target.exists() else {}
     table = render(figures, args.scale)
     print(table)
-    if args.readme and status == 0:
-        text = README.read_text()
+    if args.write and status == 0:
+        text = PAGE.read_text()
         block = f"{START}\n{table}\n{END}"
-        README.write_text(re.sub(f"{START}.*?{END}", lambda _: block, text, flags=re.S))
+        PAGE.write_text(re.sub(f"{START}.*?{END}", lambda _: block, text, flags=re.S))
     return status
 
 
