@@ -1,13 +1,20 @@
-"""SPEC.md against the code: routes, error types, config fields and telemetry fields.
+"""The contract against the code: routes, error types, config fields and telemetry fields.
+
+The contract is SPEC.md and the reference tables it links: the endpoint and
+error tables (docs/api.md) and the telemetry fields (docs/observability.md),
+each marked ``<!-- drift:NAME -->`` ... ``<!-- /drift:NAME -->`` and written
+once across SPEC.md, README.md and docs/. The configuration reference is
+generated from the config models (tests/test_docs.py keeps it current), so
+here the config side checks the other way: every config path the documents
+name must be one the models accept.
 
 The code side is introspected, never listed by hand: the routes of the app
 ``create_app`` builds for every config in ``config/`` (FastAPI's routes plus
 the chat routes ``GatewayApp`` dispatches directly), every ``GatewayError``
-subclass in any module of ``src``, every field the pydantic config models
-accept, and the keys of a real telemetry line. The SPEC side is read from the
-tables SPEC.md marks with ``<!-- drift:NAME -->`` ... ``<!-- /drift:NAME -->``.
-Each check runs both ways where the code side is complete, so a change on
-either side alone fails here with a message saying what to add or remove.
+subclass in any module of ``src`` and the refusals of the HTTP layer, every
+field the pydantic config models accept, and the keys of a real telemetry
+line. Each check runs both ways where the code side is complete, so a change
+on either side alone fails here with a message saying what to add or remove.
 """
 
 from __future__ import annotations
@@ -23,35 +30,46 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel
 from starlette.routing import Mount, Route, WebSocketRoute
 
 import src
 from src.app import GatewayApp, create_app
-from src.config import GatewayConfig, RateLimitConfig, load_config
+from src.config import GatewayConfig, load_config
 from src.errors import GatewayError
+from src.serving import _TYPES as HTTP_LAYER_TYPES
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "SPEC.md"
-# `METHOD /path` in backticks, anywhere in SPEC.md: every such mention must be served.
+# The generated configuration reference is the code's own words; it is not a document checked here.
+DOCUMENTS = [ROOT / "SPEC.md", ROOT / "README.md"] + [
+    page for page in sorted((ROOT / "docs").glob("*.md")) if page.name != "configuration.md"
+]
+# `METHOD /path` in backticks, anywhere in the documents: every such mention must be served.
 ENDPOINT_MENTION = re.compile(r"`(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|WEBSOCKET) (/[^`\s?]*)")
+# A dotted path in backticks (`state.redis_url`, `clients.<id>.budget`, `routes[].alias`).
+CONFIG_MENTION = re.compile(r"`([a-z_]+(?:\[\]|\.[\w*<>-]+)+)`")
 
 
-# ---------------------------------------------------------------- SPEC.md side
+# ---------------------------------------------------------------- documents side
 
 
 def spec_text() -> str:
-    return SPEC.read_text(encoding="utf-8")
+    """The documents, one after another, each under a line naming it."""
+    return "\n".join(
+        f"<!-- file: {path.relative_to(ROOT)} -->\n{path.read_text(encoding='utf-8')}"
+        for path in DOCUMENTS
+    )
 
 
 def marked_table(name: str, text: str | None = None) -> list[list[str]]:
     """The body rows of the table between ``<!-- drift:name -->`` and ``<!-- /drift:name -->``."""
     text = spec_text() if text is None else text
-    match = re.search(rf"<!-- drift:{name} -->(.*?)<!-- /drift:{name} -->", text, re.S)
-    assert match, f"SPEC.md has no table marked <!-- drift:{name} --> ... <!-- /drift:{name} -->"
+    tables = re.findall(rf"<!-- drift:{name} -->(.*?)<!-- /drift:{name} -->", text, re.S)
+    assert tables, f"no document has a table marked <!-- drift:{name} --> ... <!-- /drift:{name} -->"
+    assert len(tables) == 1, f"the table <!-- drift:{name} --> is written {len(tables)} times"
     rows = []
-    for line in match.group(1).splitlines():
+    for line in tables[0].splitlines():
         line = line.strip()
         if not line.startswith("|") or re.fullmatch(r"\|[\s:|-]+\|", line):
             continue
@@ -61,7 +79,7 @@ def marked_table(name: str, text: str | None = None) -> list[list[str]]:
 
 def first_code(cell: str) -> str:
     match = re.search(r"`([^`]+)`", cell)
-    assert match, f"SPEC.md table cell {cell!r} names nothing in backticks"
+    assert match, f"table cell {cell!r} names nothing in backticks"
     return match.group(1)
 
 
@@ -77,9 +95,13 @@ def spec_error_rows(text: str | None = None) -> dict[str, list[str]]:
     return rows
 
 
-def spec_config_rows(text: str | None = None) -> dict[str, str]:
-    """Config path -> its default cell."""
-    return {first_code(row[0]): row[2] for row in marked_table("config", text)}
+def config_mentions(text: str, top_level: set[str]) -> set[str]:
+    """The dotted config paths the documents name: those starting with a top-level field."""
+    return {
+        mention
+        for mention in CONFIG_MENTION.findall(text)
+        if re.match(r"[a-z_]+", mention).group(0) in top_level  # type: ignore[union-attr]
+    }
 
 
 def spec_telemetry_fields(text: str | None = None) -> set[str]:
@@ -139,12 +161,18 @@ def error_classes() -> list[type[GatewayError]]:
 
 
 def code_error_types() -> dict[str, list[int]]:
-    """Error type -> the statuses its classes declare (a class setting it per instance declares none)."""
+    """Error type -> the statuses its classes declare (a class setting it per instance declares none).
+
+    The HTTP layer's own refusals (408, 431, unparsable requests) come before
+    the app and are no ``GatewayError``; their types are added from its table.
+    """
     types_: dict[str, list[int]] = {}
     for cls in error_classes():
         statuses = types_.setdefault(cls.type, [])
         if "status" in vars(cls):
             statuses.append(cls.status)
+    for status, error_type in HTTP_LAYER_TYPES.items():
+        types_.setdefault(error_type, []).append(status)
     return types_
 
 
@@ -154,7 +182,7 @@ _NO_DEFAULT = object()
 def config_paths(model: type[BaseModel] = GatewayConfig, prefix: str = "") -> dict[str, Any]:
     """Every field path the config accepts -> its default (``_NO_DEFAULT`` when required).
 
-    Paths as SPEC.md states them: ``a.b`` is field ``b`` of object ``a``; ``*``
+    Paths as the documents state them: ``a.b`` is field ``b`` of object ``a``; ``*``
     is any key of a map the operator names; ``[]`` is every item of a list.
     """
     paths: dict[str, Any] = {}
@@ -197,13 +225,26 @@ def _models_in(
                 yield from _models_in(arg, suffix + "[]", depth + 1)
 
 
-def documented_default(value: Any) -> str | None:
-    """How SPEC.md writes a default, for the JSON scalars and empty containers it can state."""
-    if value is _NO_DEFAULT:
-        return "required"
-    if value is None or isinstance(value, bool | int | float | str) or value in ([], {}):
-        return json.dumps(value)
-    return None
+def known_path(mention: str, accepted: set[str]) -> bool:
+    """Whether a path as the documents write it names a field the config models accept.
+
+    Documents name items by key or index (`clients.billing.rate_limit`,
+    `aliases.<alias>.fallbacks.<i>.provider`, `policies.<name>` for a policy's
+    rule name), where the models' paths have `*` and `[]`; an item alone
+    (`clients.<id>`) names an item of that map or list; a value's own list
+    index at the end (`key_sha256.0`) names the field itself.
+    """
+    segments = re.sub(r"\.\d+$", "", mention.replace("[]", ".*")).split(".")
+    patterns = {tuple(path.replace("[]", ".*").split(".")) for path in accepted}
+    # An item of a map or list is named too (`clients.<id>`, `policies.<name>`).
+    patterns |= {p[: i + 1] for p in patterns for i, part in enumerate(p) if part == "*"}
+    for pattern in patterns:
+        if len(pattern) == len(segments) and all(
+            want in ("*", got) or (want == "*" and got.startswith("<"))
+            for want, got in zip(pattern, segments, strict=True)
+        ):
+            return True
+    return False
 
 
 # ------------------------------------------------------- comparisons (pure)
@@ -213,12 +254,12 @@ def endpoint_drift(served: set[str], text: str) -> list[str]:
     listed = spec_endpoints(text)
     mentioned = {" ".join(m) for m in ENDPOINT_MENTION.findall(text)}
     problems = [
-        f"the app serves `{e}` but SPEC.md's endpoint table (<!-- drift:endpoints -->)"
+        f"the app serves `{e}` but the endpoint table (<!-- drift:endpoints -->)"
         " has no row for it"
         for e in sorted(served - listed)
     ]
     problems += [
-        f"SPEC.md names `{e}`, which the app does not serve"
+        f"the documents name `{e}`, which the app does not serve"
         for e in sorted((listed | mentioned) - served)
     ]
     return problems
@@ -230,51 +271,34 @@ def error_drift(code: dict[str, list[int]], text: str) -> list[str]:
     for error_type, statuses in sorted(code.items()):
         if error_type not in documented:
             problems.append(
-                f"error type `{error_type}` can be returned but SPEC.md's error table"
+                f"error type `{error_type}` can be returned but the error table"
                 " (<!-- drift:errors -->) has no row for it"
             )
             continue
         cells = " ".join(documented[error_type])
         problems += [
             f"error type `{error_type}` is answered with status {status},"
-            f" but SPEC.md's error table says {documented[error_type]}"
+            f" but the error table says {documented[error_type]}"
             for status in statuses
             if not re.search(rf"\b{status}\b", cells)
         ]
     problems += [
-        f"SPEC.md's error table lists `{t}`, which no GatewayError subclass has"
+        f"the error table lists `{t}`, which no GatewayError subclass has"
         for t in sorted(set(documented) - set(code))
     ]
     return problems
 
 
 def config_drift(code: dict[str, Any], text: str) -> list[str]:
-    documented = spec_config_rows(text)
-    problems = []
-    for path, default in sorted(code.items()):
-        if path not in documented:
-            problems.append(
-                f"config field `{path}` is accepted but SPEC.md's config table"
-                " (<!-- drift:config -->) has no row for it"
-            )
-            continue
-        expected, cell = documented_default(default), documented[path]
-        if expected is None:
-            continue
-        stated = "required" if cell.startswith("required") else re.findall(r"`([^`]*)`", cell)[:1]
-        if stated != expected and stated != [expected]:
-            problems.append(
-                f"config field `{path}` defaults to {expected} in the code,"
-                f" but SPEC.md's config table says {documented[path]!r}"
-            )
-    problems += [
-        f"SPEC.md's config table lists `{p}`, which the config models refuse"
-        for p in sorted(set(documented) - set(code))
+    top_level = {path.split(".")[0].split("[")[0] for path in code}
+    return [
+        f"the documents name config path `{mention}`, which the config models refuse"
+        for mention in sorted(config_mentions(text, top_level))
+        if not known_path(mention, set(code))
     ]
-    return problems
 
 
-# ------------------------------------------------------- the code against SPEC.md
+# ------------------------------------------------------- the code against the contract
 
 
 def test_routes_served_and_endpoints_listed_match():
@@ -287,7 +311,7 @@ def test_error_types_and_statuses_match():
     assert not problems, "\n".join(problems)
 
 
-def test_config_fields_and_defaults_match():
+def test_config_paths_the_documents_name_exist():
     problems = config_drift(config_paths(), spec_text())
     assert not problems, "\n".join(problems)
 
@@ -307,7 +331,7 @@ async def test_every_telemetry_field_is_in_the_telemetry_table(
     keys = set().union(*lines)
     missing = keys - spec_telemetry_fields()
     assert not missing, (
-        f"telemetry lines carry {sorted(missing)} but SPEC.md's telemetry table"
+        f"telemetry lines carry {sorted(missing)} but the telemetry table"
         " (<!-- drift:telemetry -->) has no row for them"
     )
 
@@ -330,7 +354,7 @@ def test_a_route_added_to_the_app_alone_is_caught(tmp_path):
     served = app_endpoints()
     problems = endpoint_drift(served | served_endpoints(app), spec_text())
     assert new_problems(problems, endpoint_drift(served, spec_text())) == [
-        "the app serves `POST /v1/undocumented` but SPEC.md's endpoint table"
+        "the app serves `POST /v1/undocumented` but the endpoint table"
         " (<!-- drift:endpoints -->) has no row for it"
     ]
 
@@ -343,8 +367,8 @@ def test_an_endpoint_added_to_the_spec_alone_is_caught():
     )
     mention = text + "\nSee `PUT /v1/elsewhere`.\n"
     assert new_problems(endpoint_drift(served, mention), endpoint_drift(served, spec_text())) == [
-        "SPEC.md names `DELETE /v1/nowhere`, which the app does not serve",
-        "SPEC.md names `PUT /v1/elsewhere`, which the app does not serve",
+        "the documents name `DELETE /v1/nowhere`, which the app does not serve",
+        "the documents name `PUT /v1/elsewhere`, which the app does not serve",
     ]
 
 
@@ -352,7 +376,7 @@ def test_an_error_type_or_status_changed_in_the_code_alone_is_caught():
     code = code_error_types()
     baseline = error_drift(code, spec_text())
     assert new_problems(error_drift({**code, "teapot_error": [418]}, spec_text()), baseline) == [
-        "error type `teapot_error` can be returned but SPEC.md's error table"
+        "error type `teapot_error` can be returned but the error table"
         " (<!-- drift:errors -->) has no row for it"
     ]
     moved = new_problems(error_drift({**code, "request_too_large": [400]}, spec_text()), baseline)
@@ -363,35 +387,38 @@ def test_an_error_row_removed_from_the_spec_alone_is_caught():
     code = code_error_types()
     text = re.sub(r"^\s*\| `request_too_large` \|.*$", "", spec_text(), flags=re.M)
     assert new_problems(error_drift(code, text), error_drift(code, spec_text())) == [
-        "error type `request_too_large` can be returned but SPEC.md's error table"
+        "error type `request_too_large` can be returned but the error table"
         " (<!-- drift:errors -->) has no row for it"
     ]
 
 
-def test_a_config_field_or_default_changed_in_the_code_alone_is_caught():
-    baseline = config_drift(config_paths(), spec_text())
-    widened_limit = create_model("WidenedRateLimit", __base__=RateLimitConfig, burst=(int, 5))
-    widened = create_model("WidenedConfig", __base__=GatewayConfig, rate_limit=(widened_limit, ...))
-    assert new_problems(config_drift(config_paths(widened), spec_text()), baseline) == [
-        "config field `rate_limit.burst` is accepted but SPEC.md's config table"
-        " (<!-- drift:config -->) has no row for it"
-    ]
-    moved = {**config_paths(), "retry_after_cap_s": 3.0}
-    assert new_problems(config_drift(moved, spec_text()), baseline) == [
-        "config field `retry_after_cap_s` defaults to 3.0 in the code,"
-        " but SPEC.md's config table says '`2.0`'"
-    ]
-
-
-def test_a_config_row_added_to_the_spec_alone_is_caught():
+def test_a_config_field_removed_from_the_code_alone_is_caught():
     code = config_paths()
-    text = spec_text().replace(
-        "<!-- /drift:config -->",
-        "| `rate_limit.burst` | integer | `5` | x |\n<!-- /drift:config -->",
-    )
-    assert new_problems(config_drift(code, text), config_drift(code, spec_text())) == [
-        "SPEC.md's config table lists `rate_limit.burst`, which the config models refuse"
+    assert "`retry.max_attempts`" in spec_text()
+    shrunk = {path: default for path, default in code.items() if path != "retry.max_attempts"}
+    assert new_problems(config_drift(shrunk, spec_text()), config_drift(code, spec_text())) == [
+        "the documents name config path `retry.max_attempts`, which the config models refuse"
     ]
+
+
+def test_a_config_path_named_in_the_documents_alone_is_caught():
+    code = config_paths()
+    text = spec_text() + "\nRaise `rate_limit.burst` or `clients.<id>.budget.usd_per_week`.\n"
+    assert new_problems(config_drift(code, text), config_drift(code, spec_text())) == [
+        "the documents name config path `clients.<id>.budget.usd_per_week`,"
+        " which the config models refuse",
+        "the documents name config path `rate_limit.burst`, which the config models refuse",
+    ]
+
+
+def test_documents_name_config_items_by_key_index_or_placeholder():
+    accepted = {"clients.*.key_sha256", "aliases.*.fallbacks[].provider", "policies[].name"}
+    for mention in ("clients.billing.key_sha256", "clients.team-a.key_sha256.0",
+                    "aliases.<alias>.fallbacks.<i>.provider", "aliases.x.fallbacks[].provider"):
+        assert known_path(mention, accepted), mention
+    assert known_path("policies.<name>", accepted) and known_path("clients.billing", accepted)
+    assert not known_path("clients.billing.key", accepted)
+    assert not known_path("aliases.x.fallbacks", accepted)
 
 
 def test_config_paths_name_maps_lists_and_unions_as_spec_states():
