@@ -20,7 +20,6 @@ on either side alone fails here with a message saying what to add or remove.
 from __future__ import annotations
 
 import importlib
-import json
 import pkgutil
 import re
 import types
@@ -66,7 +65,9 @@ def marked_table(name: str, text: str | None = None) -> list[list[str]]:
     """The body rows of the table between ``<!-- drift:name -->`` and ``<!-- /drift:name -->``."""
     text = spec_text() if text is None else text
     tables = re.findall(rf"<!-- drift:{name} -->(.*?)<!-- /drift:{name} -->", text, re.S)
-    assert tables, f"no document has a table marked <!-- drift:{name} --> ... <!-- /drift:{name} -->"
+    assert tables, (
+        f"no document has a table marked <!-- drift:{name} --> ... <!-- /drift:{name} -->"
+    )
     assert len(tables) == 1, f"the table <!-- drift:{name} --> is written {len(tables)} times"
     rows = []
     for line in tables[0].splitlines():
@@ -254,8 +255,7 @@ def endpoint_drift(served: set[str], text: str) -> list[str]:
     listed = spec_endpoints(text)
     mentioned = {" ".join(m) for m in ENDPOINT_MENTION.findall(text)}
     problems = [
-        f"the app serves `{e}` but the endpoint table (<!-- drift:endpoints -->)"
-        " has no row for it"
+        f"the app serves `{e}` but the endpoint table (<!-- drift:endpoints -->) has no row for it"
         for e in sorted(served - listed)
     ]
     problems += [
@@ -413,8 +413,12 @@ def test_a_config_path_named_in_the_documents_alone_is_caught():
 
 def test_documents_name_config_items_by_key_index_or_placeholder():
     accepted = {"clients.*.key_sha256", "aliases.*.fallbacks[].provider", "policies[].name"}
-    for mention in ("clients.billing.key_sha256", "clients.team-a.key_sha256.0",
-                    "aliases.<alias>.fallbacks.<i>.provider", "aliases.x.fallbacks[].provider"):
+    for mention in (
+        "clients.billing.key_sha256",
+        "clients.team-a.key_sha256.0",
+        "aliases.<alias>.fallbacks.<i>.provider",
+        "aliases.x.fallbacks[].provider",
+    ):
         assert known_path(mention, accepted), mention
     assert known_path("policies.<name>", accepted) and known_path("clients.billing", accepted)
     assert not known_path("clients.billing.key", accepted)

@@ -224,7 +224,9 @@ def test_every_file_a_ticked_task_names_exists():
 def readme_test_command() -> str:
     """README's command that installs the test requirements and runs the suite, without its comment."""
     readme = (ROOT / "README.md").read_text()
-    commands = re.findall(r"^(pip install -r requirements-dev\.txt.* && [^#]+?)\s*(?:#.*)?$", readme, re.M)
+    commands = re.findall(
+        r"^(pip install -r requirements-dev\.txt.* && [^#]+?)\s*(?:#.*)?$", readme, re.M
+    )
     assert len(commands) == 1, "README should give exactly one test command"
     return commands[0]
 
