@@ -27,8 +27,8 @@ from pydantic import BaseModel, create_model
 from starlette.routing import Mount, Route, WebSocketRoute
 
 import src
-from src.app import GatewayApp, create_app
 from src.config import GatewayConfig, RateLimitConfig, load_config
+from src.edge.app import GatewayApp, create_app
 from src.errors import GatewayError
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 

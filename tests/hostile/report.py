@@ -38,8 +38,12 @@ AREAS = [
 
 
 def render(figures: dict[str, dict[str, Any]], scale: int) -> str:
-    lines = [f"Run: `python -m tests.hostile.report --scale {scale}`.", "",
-             "| Area | Figure | Value |", "|---|---|---|"]
+    lines = [
+        f"Run: `python -m tests.hostile.report --scale {scale}`.",
+        "",
+        "| Area | Figure | Value |",
+        "|---|---|---|",
+    ]
     for key, title in AREAS:
         for index, (name, value) in enumerate(sorted(figures.get(key, {}).items())):
             shown = json.dumps(value) if isinstance(value, dict) else value
@@ -57,7 +61,8 @@ def main() -> int:
         env = {**os.environ, "HOSTILE_SCALE": str(args.scale), "HOSTILE_FIGURES": str(target)}
         status = subprocess.call(
             [sys.executable, "-m", "pytest", "tests/hostile", "-q", "-p", "no:cacheprovider"],
-            cwd=ROOT, env=env,
+            cwd=ROOT,
+            env=env,
         )
         figures = json.loads(target.read_text()) if target.exists() else {}
     table = render(figures, args.scale)
