@@ -1,4 +1,4 @@
-"""Write a synthetic telemetry log of a given size, to time ``python -m src.report``.
+"""Write a synthetic telemetry log of a given size, to time ``python -m src.tools.report``.
 
     python bench/make_log.py /tmp/big.log --mb 1024
 

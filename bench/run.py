@@ -375,7 +375,7 @@ def main() -> None:
         env = {**os.environ, "GATEWAY_CONFIG": str(config_path), "BENCH_UPSTREAM_KEY": UPSTREAM_KEY}
         cmd = ["taskset", "-c", str(cores[0]), sys.executable, "-m", "uvicorn", "src.app:app"]
         # The gateway as README starts it: with its own HTTP layer (slow-client cut, head limit).
-        cmd += ["--http", "src.serving:GatewayProtocol"]
+        cmd += ["--http", "src.edge.protocol:GatewayProtocol"]
         cmd += ["--host", HOST, "--port", str(gateway_port), "--no-access-log"]
         started_at = time.perf_counter()
         gateway = stack.enter_context(managed(cmd, gateway_log, REPO_ROOT, env))

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 
 from src.config import parse_config
-from src.labels import Labels
-from src.metrics import InFlight, Metrics
-from src.rolling import Rolling
-from src.telemetry import Attempt, CallRecord
+from src.observability.labels import Labels
+from src.observability.metrics import InFlight, Metrics
+from src.observability.rolling import Rolling
+from src.observability.telemetry import Attempt, CallRecord
 
 N = 200_000
 CONFIG = parse_config({

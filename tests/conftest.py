@@ -12,8 +12,8 @@ import httpx
 import pytest
 import respx
 
-from src.app import create_app
 from src.config import GatewayConfig, parse_config
+from src.edge.app import create_app
 from tests import redis_support
 
 UPSTREAM = "http://upstream.test/v1"

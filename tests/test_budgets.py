@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from src.config import BudgetConfig
-from src.keys import key_sha256, new_key
-from src.spend import Spend
-from src.spend.ledger import Ledger
-from src.spend.memory import MemorySpendStore
+from src.state.spend import Spend
+from src.state.spend.ledger import Ledger
+from src.state.spend.memory import MemorySpendStore
+from src.tools.keys import key_sha256, new_key
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 from tests.gateway_process import GatewayProcess
 

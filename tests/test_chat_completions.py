@@ -134,7 +134,7 @@ async def test_healthz_answers_ok(gateway_client, config):
 
 
 async def test_one_pooled_transport_per_provider_is_closed_at_shutdown(upstream, config):
-    from src.app import create_app
+    from src.edge.app import create_app
 
     class Tracked(httpx.MockTransport):
         closed = False
@@ -157,7 +157,7 @@ async def test_one_pooled_transport_per_provider_is_closed_at_shutdown(upstream,
 async def test_start_up_objects_are_kept_out_of_the_cyclic_collector(upstream, config):
     import gc
 
-    from src.app import create_app
+    from src.edge.app import create_app
 
     gc.unfreeze()
     app = create_app(config, transport=lambda spec: httpx.MockTransport(upstream.async_handler))

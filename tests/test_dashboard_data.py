@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from src.config import parse_config
-from src.labels import Labels
-from src.metrics import InFlight
-from src.rolling import Rolling
-from src.telemetry import CallRecord
+from src.observability.labels import Labels
+from src.observability.metrics import InFlight
+from src.observability.rolling import Rolling
+from src.observability.telemetry import CallRecord
 from tests.conftest import UPSTREAM, chat_body, completion, make_config
 
 

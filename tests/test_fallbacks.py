@@ -32,7 +32,17 @@ def config(tmp_path, provider_key):
         httpx.ConnectError("refused"),
         httpx.ReadTimeout("slow"),
     ],
-    ids=["500", "503", "429", "html-200", "empty-200", "bad-choices-200", "401", "connect-error", "timeout"],
+    ids=[
+        "500",
+        "503",
+        "429",
+        "html-200",
+        "empty-200",
+        "bad-choices-200",
+        "401",
+        "connect-error",
+        "timeout",
+    ],
 )
 async def test_failure_moves_on_to_the_fallback_in_order(gateway_client, upstream, config, failure):
     first = upstream.post(PRIMARY)
@@ -192,7 +202,9 @@ async def test_the_message_tells_a_refused_connection_from_a_broken_one(
     gateway_client, upstream, tmp_path, provider_key, failure, words
 ):
     upstream.post(PRIMARY).mock(side_effect=failure)
-    client = await gateway_client(make_config(tmp_path, aliases={"solo": {"provider": "primary", "model": "m"}}))
+    client = await gateway_client(
+        make_config(tmp_path, aliases={"solo": {"provider": "primary", "model": "m"}})
+    )
     response = await client.post("/v1/chat/completions", json={**chat_body(), "model": "solo"})
     assert response.status_code == 502
     assert words in response.json()["error"]["message"]

@@ -19,10 +19,10 @@ import pytest
 import redis.asyncio
 
 from src.config import StateConfig
-from src.limiter import Limiter, Limits
-from src.limiter.memory import MemoryLimiter
-from src.limiter.redis import SCRIPTS, RedisLimiter
-from src.redis_store import RedisStore
+from src.state.limiter import Limiter, Limits
+from src.state.limiter.memory import MemoryLimiter
+from src.state.limiter.redis import SCRIPTS, RedisLimiter
+from src.state.redis_store import RedisStore
 from tests.conftest import UPSTREAM, chat_body, completion, make_config
 
 _SHIFT = """

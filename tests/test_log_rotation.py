@@ -6,7 +6,7 @@ import io
 import json
 import threading
 
-from src.logfile import LineWriter, rotated_paths
+from src.observability.logfile import LineWriter, rotated_paths
 from tests.conftest import UPSTREAM, chat_body, completion, make_config
 
 

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from src.config import parse_config
-from src.labels import Labels
-from src.metrics import Metrics
-from src.telemetry import CallRecord
+from src.observability.labels import Labels
+from src.observability.metrics import Metrics
+from src.observability.telemetry import CallRecord
 from tests.conftest import UPSTREAM, chat_body, completion, make_config
 
 SECONDARY = "http://secondary.test/v1/chat/completions"
@@ -235,8 +235,8 @@ async def test_metrics_can_be_turned_off(gateway_client, tmp_path, provider_key)
 
 
 def test_a_multiprocess_dir_that_is_not_a_directory_stops_start_up(tmp_path, monkeypatch):
-    from src.app import create_app
     from src.config import ConfigError
+    from src.edge.app import create_app
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match=r"PROMETHEUS_MULTIPROC_DIR .*absent: not a directory"):

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from src.config import ConfigError
-from src.keys import key_sha256, new_key
-from src.redaction import PRESETS, compile_patterns
+from src.governance.redaction import PRESETS, compile_patterns
+from src.tools.keys import key_sha256, new_key
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 
 KEY_A, KEY_B = new_key(), new_key()
@@ -216,7 +216,7 @@ async def test_a_failing_hook_stops_the_call(gateway_client, answering, tmp_path
 
 
 def test_a_hook_that_cannot_be_imported_stops_start_up(tmp_path):
-    from src.app import create_app
+    from src.edge.app import create_app
 
     config = policy_config(tmp_path, {"name": "h", "action": "hook", "hook": "no_such_module_x:f"})
     with pytest.raises(ConfigError, match=r"policies\.0\.hook: cannot import 'no_such_module_x'"):

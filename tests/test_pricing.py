@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from src.config import ConfigError
-from src.pricing import PriceTable
+from src.pipeline.pricing import PriceTable
 from tests.conftest import make_config
 
 

@@ -17,11 +17,11 @@ import pytest
 import redis
 
 from src.config import BudgetConfig, ConfigError, StateConfig, parse_config
-from src.keys import key_sha256, new_key
-from src.redis_store import RedisStore
-from src.spend.redis import SCRIPTS as SPEND_SCRIPTS
-from src.spend.redis import RedisSpendStore
-from src.state_backend import worker_count
+from src.state.backend import worker_count
+from src.state.redis_store import RedisStore
+from src.state.spend.redis import SCRIPTS as SPEND_SCRIPTS
+from src.state.spend.redis import RedisSpendStore
+from src.tools.keys import key_sha256, new_key
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 from tests.redis_support import RedisServer
 

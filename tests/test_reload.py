@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from src.app import create_app
-from src.keys import key_sha256, new_key
+from src.edge.app import create_app
+from src.tools.keys import key_sha256, new_key
 from tests.conftest import UPSTREAM, chat_body, completion
 from tests.gateway_process import GatewayProcess
 

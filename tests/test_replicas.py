@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from src.keys import key_sha256, new_key
+from src.tools.keys import key_sha256, new_key
 from tests.conftest import free_port
 from tests.gateway_process import GatewayProcess, gateway_process
 
@@ -96,7 +96,9 @@ async def test_two_gateways_on_one_redis_hold_a_budget_exactly_in_a_burst(
     }
     cost = (2 * 1 + 17 * 1) / 1_000_000
     config = stub_config(
-        tmp_path, {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix, "timeout_s": 5}, 10**6
+        tmp_path,
+        {"backend": "redis", "redis_url": redis_url, "key_prefix": redis_prefix, "timeout_s": 5},
+        10**6,
     )
     config["pricing"] = {"stub": {"m": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1}}}
     config["clients"] = {

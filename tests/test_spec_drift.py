@@ -33,10 +33,10 @@ from pydantic import BaseModel
 from starlette.routing import Mount, Route, WebSocketRoute
 
 import src
-from src.app import GatewayApp, create_app
 from src.config import GatewayConfig, load_config
+from src.edge.app import GatewayApp, create_app
 from src.errors import GatewayError
-from src.serving import _TYPES as HTTP_LAYER_TYPES
+from src.edge.protocol import _TYPES as HTTP_LAYER_TYPES
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,8 @@ import httpx
 import orjson
 import pytest
 
-from src.app import create_app
 from src.config import GatewayConfig, parse_config
+from src.edge.app import create_app
 from src.providers import STUB_TEXT
 from tests.conftest import PROVIDER_KEY, chat_body, log_lines
 from tests.upstream_server import (

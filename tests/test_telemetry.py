@@ -8,7 +8,7 @@ import threading
 
 import httpx
 
-from src.telemetry import LineWriter
+from src.observability.telemetry import LineWriter
 from tests.conftest import PROVIDER_KEY, UPSTREAM, chat_body, completion, log_lines, make_config
 
 REQUIRED = {

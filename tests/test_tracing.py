@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from src.config import ConfigError
-from src.tracing import exporter_names
+from src.observability.tracing import exporter_names
 from tests.conftest import UPSTREAM, chat_body, completion, make_config
 from tests.gateway_process import gateway_process, stub_config
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from src.limiter import Limits
-from src.limiter.memory import MemoryLimiter
-from src.waiting import CapacityQueue
+from src.pipeline.waiting import CapacityQueue
+from src.state.limiter import Limits
+from src.state.limiter.memory import MemoryLimiter
 from tests.gateway_process import gateway_process, stub_config
 from tests.upstream_server import FakeUpstream
 

@@ -17,8 +17,8 @@ from functools import partial
 
 from ..config import AliasConfig, GatewayConfig, RetryConfig
 from ..errors import ModelNotFound
-from ..pricing import PriceTable
-from ..telemetry import CircuitListener
+from ..observability.telemetry import CircuitListener
+from ..pipeline.pricing import PriceTable
 from .balance import cheapest_order, weighted_order
 from .breaker import Breaker, now
 from .rules import Rules

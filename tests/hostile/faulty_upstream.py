@@ -235,8 +235,10 @@ class FaultyUpstream(_Loopback):
             return await _json(writer, 200, _completion(attempt, pieces))
         if name in {"reset", "fin"}:
             if not stream:
-                writer.write(_head(200, {"content-type": "application/json",
-                                         "content-length": "400"}) + b'{"id": "x", ')
+                writer.write(
+                    _head(200, {"content-type": "application/json", "content-length": "400"})
+                    + b'{"id": "x", '
+                )
                 await writer.drain()
                 _reset(writer)
                 return False
@@ -249,15 +251,19 @@ class FaultyUpstream(_Loopback):
             return False
         if name == "html":
             page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-            writer.write(_head(200, {"content-type": "text/html",
-                                     "content-length": str(len(page))}) + page)
+            writer.write(
+                _head(200, {"content-type": "text/html", "content-length": str(len(page))}) + page
+            )
             await writer.drain()
             return True
         if name == "empty":
             return await _json(writer, 200, {})
         if name == "weird":
-            return await _json(writer, 200, {"choices": [1, {"message": 5}, {"delta": []}],
-                                             "usage": {"prompt_tokens": "x"}})
+            return await _json(
+                writer,
+                200,
+                {"choices": [1, {"message": 5}, {"delta": []}], "usage": {"prompt_tokens": "x"}},
+            )
         if name == "redirect":
             location = f"http://{args[0]}:{args[1]}/v1/chat/completions"
             writer.write(_head(302, {"location": location, "content-length": "0"}))
@@ -269,8 +275,11 @@ class FaultyUpstream(_Loopback):
             error = {"error": {"message": "injected fault", "type": "server_error"}}
             return await _json(writer, int(args[0]), error, extra)
         if name == "echo":
-            quoted = {k: v for k, v in attempt.headers.items()
-                      if k in {"authorization", "x-api-key", "api-key"}}
+            quoted = {
+                k: v
+                for k, v in attempt.headers.items()
+                if k in {"authorization", "x-api-key", "api-key"}
+            }
             message = f"Incorrect API key provided: {quoted}"
             return await _json(writer, int(args[0]), {"error": {"message": message}})
         raise ValueError(f"unknown action {attempt.action!r}")
@@ -285,8 +294,9 @@ class FaultyUpstream(_Loopback):
         fault: tuple[str, int] | None,
     ) -> bool:
         events = _events(attempt, pieces)
-        writer.write(_head(200, {"content-type": "text/event-stream",
-                                 "transfer-encoding": "chunked"}))
+        writer.write(
+            _head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
+        )
         await writer.drain()
         peer = asyncio.ensure_future(reader.read(1))
         try:
@@ -321,8 +331,9 @@ class FaultyUpstream(_Loopback):
     async def _drip(
         self, attempt: Attempt, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
-        writer.write(_head(200, {"content-type": "text/event-stream",
-                                 "transfer-encoding": "chunked"}))
+        writer.write(
+            _head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
+        )
         await writer.drain()
         try:
             while await wait_unless_peer_leaves(reader, 0.8):
@@ -338,8 +349,11 @@ async def _json(
     writer: asyncio.StreamWriter, status: int, payload: Any, extra: dict[str, str] | None = None
 ) -> bool:
     body = orjson.dumps(payload)
-    headers = {"content-type": "application/json", "content-length": str(len(body)),
-               **(extra or {})}
+    headers = {
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        **(extra or {}),
+    }
     writer.write(_head(status, headers) + body)
     await writer.drain()
     return True
@@ -371,10 +385,15 @@ def _completion(attempt: Attempt, pieces: int) -> dict[str, Any]:
         "object": "chat.completion",
         "created": CREATED,
         "model": attempt.body.get("model") if isinstance(attempt.body, dict) else None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop", "logprobs": None}],
-        "usage": {"prompt_tokens": 7, "completion_tokens": pieces,
-                  "total_tokens": 7 + pieces},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": pieces, "total_tokens": 7 + pieces},
     }
 
 
@@ -382,15 +401,25 @@ def _embeddings(attempt: Attempt) -> dict[str, Any]:
     inputs = attempt.body.get("input") if isinstance(attempt.body, dict) else None
     count = len(inputs) if isinstance(inputs, list) else 1
     data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2]} for i in range(count)]
-    return {"object": "list", "data": data, "usage": {"prompt_tokens": count, "total_tokens": count}}
+    return {
+        "object": "list",
+        "data": data,
+        "usage": {"prompt_tokens": count, "total_tokens": count},
+    }
 
 
 def _events(attempt: Attempt, pieces: int) -> list[bytes]:
     model = attempt.body.get("model") if isinstance(attempt.body, dict) else None
 
     def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
-        data = {"id": "chatcmpl-faulty", "object": "chat.completion.chunk", "created": CREATED,
-                "model": model, "choices": choices, "usage": usage}
+        data = {
+            "id": "chatcmpl-faulty",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": model,
+            "choices": choices,
+            "usage": usage,
+        }
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
     def delta(content: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
@@ -399,7 +428,8 @@ def _events(attempt: Attempt, pieces: int) -> list[bytes]:
     events = [chunk(delta({"role": "assistant", "content": ""}))]
     events += [chunk(delta({"content": f"p{i} "})) for i in range(pieces)]
     events.append(chunk(delta({}, "stop")))
-    events.append(chunk([], {"prompt_tokens": 7, "completion_tokens": pieces,
-                             "total_tokens": 7 + pieces}))
+    events.append(
+        chunk([], {"prompt_tokens": 7, "completion_tokens": pieces, "total_tokens": 7 + pieces})
+    )
     events.append(b"data: [DONE]\n\n")
     return events

@@ -61,12 +61,25 @@ def gateway_config(upstream_base: str, log_file: Path, **overrides: Any) -> dict
     origin = upstream_base.removesuffix("/v1")
     config: dict[str, Any] = {
         "providers": {
-            "up": {"type": "openai", "base_url": upstream_base, "api_key_env": "HOSTILE_KEY",
-                   "timeout_s": 2},
-            "az": {"type": "azure", "base_url": origin, "api_key_env": "HOSTILE_AZURE_KEY",
-                   "api_version": "2024-10-21", "timeout_s": 2},
-            "anth": {"type": "anthropic", "base_url": upstream_base,
-                     "api_key_env": "HOSTILE_ANTHROPIC_KEY", "timeout_s": 2},
+            "up": {
+                "type": "openai",
+                "base_url": upstream_base,
+                "api_key_env": "HOSTILE_KEY",
+                "timeout_s": 2,
+            },
+            "az": {
+                "type": "azure",
+                "base_url": origin,
+                "api_key_env": "HOSTILE_AZURE_KEY",
+                "api_version": "2024-10-21",
+                "timeout_s": 2,
+            },
+            "anth": {
+                "type": "anthropic",
+                "base_url": upstream_base,
+                "api_key_env": "HOSTILE_ANTHROPIC_KEY",
+                "timeout_s": 2,
+            },
         },
         "aliases": {
             "chat": {"provider": "up", "model": "m1"},
@@ -93,7 +106,7 @@ class HostileGateway:
 
     home: Path
     config: dict[str, Any]
-    extra_args: tuple[str, ...] = ("--http", "src.serving:GatewayProtocol")
+    extra_args: tuple[str, ...] = ("--http", "src.edge.protocol:GatewayProtocol")
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -118,14 +131,31 @@ class HostileGateway:
         config_path = self.home / "config.json"
         config_path.write_text(json.dumps(self.config))
         self.port = free_port()
-        env = {**os.environ, "GATEWAY_CONFIG": str(config_path), "HOSTILE_KEY": PROVIDER_KEY,
-               "HOSTILE_AZURE_KEY": AZURE_KEY, "HOSTILE_ANTHROPIC_KEY": ANTHROPIC_KEY,
-               "GATEWAY_ADMIN_KEY": ADMIN_KEY}
+        env = {
+            **os.environ,
+            "GATEWAY_CONFIG": str(config_path),
+            "HOSTILE_KEY": PROVIDER_KEY,
+            "HOSTILE_AZURE_KEY": AZURE_KEY,
+            "HOSTILE_ANTHROPIC_KEY": ANTHROPIC_KEY,
+            "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+        }
         with self.stdout_file.open("wb") as out, self.stderr_file.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "src.app:app", "--host", "127.0.0.1",
-                 "--port", str(self.port), *self.extra_args],
-                cwd=ROOT, env=env, stdout=out, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "src.app:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *self.extra_args,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=err,
             )
         deadline = time.monotonic() + 20
         while True:
@@ -207,12 +237,18 @@ def is_envelope(status: int, body: bytes, path: str) -> bool:
     except ValueError:
         return False
     if path.startswith("/v1/messages"):
-        return (isinstance(data, dict) and data.get("type") == "error"
-                and isinstance(data.get("error"), dict)
-                and isinstance(data["error"].get("message"), str))
+        return (
+            isinstance(data, dict)
+            and data.get("type") == "error"
+            and isinstance(data.get("error"), dict)
+            and isinstance(data["error"].get("message"), str)
+        )
     error = data.get("error") if isinstance(data, dict) else None
-    return (isinstance(error, dict) and isinstance(error.get("type"), str)
-            and isinstance(error.get("message"), str))
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and isinstance(error.get("message"), str)
+    )
 
 
 @contextlib.contextmanager
@@ -224,11 +260,17 @@ def serve_in_thread(app: Any) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]
     """
     import uvicorn
 
-    from src.serving import GatewayProtocol
+    from src.edge.protocol import GatewayProtocol
 
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            http=GatewayProtocol, timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http=GatewayProtocol,
+        timeout_graceful_shutdown=3,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="gateway-in-thread", daemon=True)
     thread.start()

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from src.app import create_app
 from src.config import parse_config
+from src.edge.app import create_app
 from tests.hostile.faulty_upstream import FaultyUpstream, directive
 from tests.hostile.harness import PROVIDER_KEY, gateway_config, scaled, serve_in_thread
 from tests.upstream_server import wait_until
@@ -29,12 +29,23 @@ KINDS = ("mid_stream", "before_first_token", "non_streamed", "mid_body")
 def _request(rid: str, kind: str) -> tuple[bytes, bytes]:
     """(head, body) of the request for ``kind``."""
     stream = kind in {"mid_stream", "before_first_token"}
-    plan = {"mid_stream": "ok:60:0.05", "before_first_token": "delay:5,ok",
-            "non_streamed": "delay:5,ok", "mid_body": "ok"}[kind]
-    body = json.dumps({"model": "chat", "stream": stream,
-                       "messages": [{"role": "user", "content": directive(rid, plan)}]}).encode()
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    plan = {
+        "mid_stream": "ok:60:0.05",
+        "before_first_token": "delay:5,ok",
+        "non_streamed": "delay:5,ok",
+        "mid_body": "ok",
+    }[kind]
+    body = json.dumps(
+        {
+            "model": "chat",
+            "stream": stream,
+            "messages": [{"role": "user", "content": directive(rid, plan)}],
+        }
+    ).encode()
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
     return head, body
 
 
@@ -125,8 +136,9 @@ def test_disconnects_close_the_upstream_and_leave_nothing_behind(
         in_flight_after=in_flight_after,
         tasks_left_over=max(0, tasks_after - idle_tasks),
         telemetry_lines=len(lines),
-        mid_stream_lines_with_usage=sum(1 for line in mid_stream_lines
-                                        if (line["completion_tokens"] or 0) >= 2),
+        mid_stream_lines_with_usage=sum(
+            1 for line in mid_stream_lines if (line["completion_tokens"] or 0) >= 2
+        ),
     )
     assert not slow_closes, slow_closes
     assert len(lines) == count and len(set(ids)) == count

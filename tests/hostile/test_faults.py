@@ -30,9 +30,24 @@ CAP_S = 1.5
 FAULT_SHARE = 0.2
 
 FAULTS = [
-    "reset:0,ok", "reset:2", "reset:4", "fin:3", "fin:2", "fin:0,ok", "drip", "stall", "html", "empty", "weird",
-    "status:503:1,ok", "status:429:date+1,ok", "status:503:garbage,ok", "status:500",
-    "status:429:5", "status:503:0.3,status:503:0.3,ok", "status:502:1,status:502:1,status:502:1",
+    "reset:0,ok",
+    "reset:2",
+    "reset:4",
+    "fin:3",
+    "fin:2",
+    "fin:0,ok",
+    "drip",
+    "stall",
+    "html",
+    "empty",
+    "weird",
+    "status:503:1,ok",
+    "status:429:date+1,ok",
+    "status:503:garbage,ok",
+    "status:500",
+    "status:429:5",
+    "status:503:0.3,status:503:0.3,ok",
+    "status:502:1,status:502:1,status:502:1",
     "delay:2.5,ok",
 ]
 
@@ -54,15 +69,19 @@ async def _one(client: httpx.AsyncClient, index: int, rng: random.Random) -> Out
     route = rng.choice(["/v1/chat/completions", "/v1/chat/completions", "/v1/messages"])
     stream = rng.random() < 0.5
     rid = f"fault-{index}"
-    body: dict[str, Any] = {"model": "chat", "stream": stream,
-                            "messages": [{"role": "user", "content": directive(rid, plan)}]}
+    body: dict[str, Any] = {
+        "model": "chat",
+        "stream": stream,
+        "messages": [{"role": "user", "content": directive(rid, plan)}],
+    }
     if route == "/v1/messages":
         body["max_tokens"] = 50
     started = time.monotonic()
     async with client.stream("POST", route, json=body) as response:
         raw = await response.aread()
-    outcome = Outcome(rid, plan, route, stream, response.status_code,
-                      time.monotonic() - started, raw)
+    outcome = Outcome(
+        rid, plan, route, stream, response.status_code, time.monotonic() - started, raw
+    )
     if stream and response.status_code == 200:
         outcome.seen = parse(raw, anthropic=route == "/v1/messages")
     return outcome
@@ -116,18 +135,21 @@ def test_injected_upstream_faults_never_break_the_gateways_promises(
     too_many = [o.rid for o in outcomes if len(attempts[o.rid]) > MAX_ATTEMPTS]
     early = [e for o in outcomes for e in _early_retries(attempts[o.rid])]
     after_first_byte = [
-        o.rid for o in outcomes if o.stream
-        and any(a.events_sent for a in attempts[o.rid][:-1])
+        o.rid for o in outcomes if o.stream and any(a.events_sent for a in attempts[o.rid][:-1])
     ]
-    unenveloped = [o for o in outcomes if o.status >= 400
-                   and not is_envelope(o.status, o.body, o.route)]
+    unenveloped = [
+        o for o in outcomes if o.status >= 400 and not is_envelope(o.status, o.body, o.route)
+    ]
     streams = [o for o in outcomes if o.seen is not None]
     mid_stream = [o for o in streams if not o.seen.ended_cleanly]  # type: ignore[union-attr]
-    bad_ends = [o for o in mid_stream
-                if not (o.seen.failed_once and o.seen.in_order)]  # type: ignore[union-attr]
+    bad_ends = [o for o in mid_stream if not (o.seen.failed_once and o.seen.in_order)]  # type: ignore[union-attr]
     replayed = [o for o in streams if not o.seen.in_order]  # type: ignore[union-attr]
-    clean_but_wrong = [o for o in streams if o.seen.ended_cleanly  # type: ignore[union-attr]
-                       and len(o.seen.pieces) != 5]  # type: ignore[union-attr]
+    clean_but_wrong = [
+        o
+        for o in streams
+        if o.seen.ended_cleanly  # type: ignore[union-attr]
+        and len(o.seen.pieces) != 5
+    ]  # type: ignore[union-attr]
     faulted = [o for o in outcomes if o.plan != "ok"]
     unfaulted_failures = [o for o in outcomes if o.plan == "ok" and o.status != 200]
 

@@ -99,28 +99,56 @@ def _hand_written(path: str) -> Iterator[tuple[str, bytes, dict[str, str]]]:
     yield "null", b"null", json_type
     yield "number", b"12", json_type
     yield "invalid utf-8", b'{"model": "chat\xff\xfe", "messages": []}', json_type
-    yield "lone surrogate escape", b'{"model": "chat", "messages": [{"role": "user", "content": "\\ud800"}]}', json_type
+    yield (
+        "lone surrogate escape",
+        b'{"model": "chat", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        json_type,
+    )
     yield "lone surrogate bytes", b'{"model": "chat\xed\xa0\x80"}', json_type
     yield "nul bytes", body(model="ch\u0000at"), json_type
     yield "nul in content", json.dumps(_base_body(path, "a\u0000b")).encode(), json_type
     yield "nested 100000 deep", b"[" * 100_000 + b"]" * 100_000, json_type
     yield "nested object 100000 deep", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, json_type
-    yield "nested in messages", body(messages=[{"role": "user", "content": "x", "x": None}])[:-1] + b', "deep": ' + b"[" * 5000 + b"]" * 5000 + b"}", json_type
+    yield (
+        "nested in messages",
+        body(messages=[{"role": "user", "content": "x", "x": None}])[:-1]
+        + b', "deep": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}",
+        json_type,
+    )
     yield "huge string", body(model="m" * 2_000_000), json_type
     yield "wrong type model", body(model=12), json_type
     yield "wrong type messages", body(messages="hi"), json_type
     yield "wrong type message", body(messages=[1, 2]), json_type
     yield "wrong type content", body(messages=[{"role": "user", "content": 5}]), json_type
     yield "wrong type stream", body(stream="yes"), json_type
-    yield "missing model", json.dumps({k: v for k, v in _base_body(path).items() if k != "model"}).encode(), json_type
+    yield (
+        "missing model",
+        json.dumps({k: v for k, v in _base_body(path).items() if k != "model"}).encode(),
+        json_type,
+    )
     yield "missing everything", b"{}", json_type
     yield "empty messages", body(messages=[]), json_type
     for value in (2**63, 10**400, -1, 0, 1.5, True, "10", None):
         yield f"max_tokens {value!r}", body(max_tokens=value), json_type
     for literal in (b"1e999", b"-1e999", b"NaN", b"Infinity", b"-Infinity"):
-        yield f"max_tokens {literal.decode()}", body()[:-1] + b', "max_tokens": ' + literal + b"}", json_type
-    yield "duplicate keys", b'{"model": "nope", "model": "chat"' + body()[1:].replace(b'"model": "chat", ', b", ", 1), json_type
-    yield "multipart", b"--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nchat\r\n--x--\r\n", {"content-type": "multipart/form-data; boundary=x"}
+        yield (
+            f"max_tokens {literal.decode()}",
+            body()[:-1] + b', "max_tokens": ' + literal + b"}",
+            json_type,
+        )
+    yield (
+        "duplicate keys",
+        b'{"model": "nope", "model": "chat"' + body()[1:].replace(b'"model": "chat", ', b", ", 1),
+        json_type,
+    )
+    yield (
+        "multipart",
+        b'--x\r\nContent-Disposition: form-data; name="model"\r\n\r\nchat\r\n--x--\r\n',
+        {"content-type": "multipart/form-data; boundary=x"},
+    )
     yield "form", b"model=chat&messages=hi", {"content-type": "application/x-www-form-urlencoded"}
     yield "text/plain", body(), {"content-type": "text/plain"}
     yield "json with charset", body(), {"content-type": "application/json; charset=utf-8"}
@@ -160,7 +188,8 @@ def test_duplicate_keys_mean_one_thing_for_routing_limits_and_the_upstream_body(
     raw = (
         b'{"model": "nope", "messages": [{"role": "user", "content": "x"}],'
         b' "max_tokens": 99999999999, "model": "chat", "max_tokens": 7,'
-        b' "messages": [{"role": "user", "content": "' + directive("dup-keys", "ok").encode()
+        b' "messages": [{"role": "user", "content": "'
+        + directive("dup-keys", "ok").encode()
         + b'"}]}'
     )
     response = httpx.post(gateway.base_url + "/v1/chat/completions", content=raw, timeout=10)
@@ -181,16 +210,27 @@ def test_http_level_abuse_is_refused_below_5xx(
     body = json.dumps(_base_body("/v1/chat/completions")).encode()
     head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     cases = {
-        "oversized header": head + b"X-Big: " + b"a" * 200_000 + b"\r\n"
-        + b"Content-Length: %d\r\n\r\n" % len(body) + body,
-        "many headers": head + b"".join(b"X-H%d: v\r\n" % i for i in range(8000))
-        + b"Content-Length: %d\r\n\r\n" % len(body) + body,
+        "oversized header": head
+        + b"X-Big: "
+        + b"a" * 200_000
+        + b"\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body,
+        "many headers": head
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(8000))
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body,
         "content-length too small": head + b"Content-Length: 5\r\n\r\n" + body,
         "content-length negative": head + b"Content-Length: -5\r\n\r\n" + body,
         "content-length garbage": head + b"Content-Length: 12abc\r\n\r\n" + body,
-        "two content-lengths": head + b"Content-Length: 3\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
-        "content-length and chunked": head + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n",
+        "two content-lengths": head
+        + b"Content-Length: 3\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body,
+        "content-length and chunked": head
+        + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % len(body)
+        + body
+        + b"\r\n0\r\n\r\n",
         "content-length huge": head + b"Content-Length: 99999999999999\r\n\r\n" + body,
     }
     statuses = {}
@@ -204,7 +244,9 @@ def test_http_level_abuse_is_refused_below_5xx(
     assert not tally.outside_envelope, tally.outside_envelope
     assert statuses["oversized header"] == statuses["many headers"] == 431
     assert statuses["content-length huge"] == 413, statuses
-    malformed = [label for label in cases if label.startswith(("content", "two")) and "huge" not in label]
+    malformed = [
+        label for label in cases if label.startswith(("content", "two")) and "huge" not in label
+    ]
     assert all(statuses[label] == 400 for label in malformed), statuses
 
 
@@ -212,8 +254,10 @@ def test_content_length_larger_than_the_body_ends_in_a_refusal_not_a_hang(
     gateway: HostileGateway, tally: Tally
 ) -> None:
     body = json.dumps(_base_body("/v1/chat/completions")).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n" % (len(body) + 100) + body)
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % (len(body) + 100) + body
+    )
     raw = _raw(gateway.port, request, timeout=10)  # we half-close: the body can never complete
     tally.cases += 1
     if raw:
@@ -243,8 +287,12 @@ def test_generated_cases_never_answer_5xx_and_every_refusal_is_the_envelope(
         exposure.text(response.text)
         if response.status_code == 200:
             reached["upstream"] += 1
-        tally.check(f"generated {case.method} {case.path} {body!r:.200}", case.path,
-                    response.status_code, response.content)
+        tally.check(
+            f"generated {case.method} {case.path} {body!r:.200}",
+            case.path,
+            response.status_code,
+            response.content,
+        )
 
     examples = scaled(40)
     for operation in operations:
@@ -254,8 +302,14 @@ def test_generated_cases_never_answer_5xx_and_every_refusal_is_the_envelope(
         for mode in modes:
             strategy = operation.as_strategy(generation_mode=mode)
 
-            @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                derandomize=False,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=strategy)
             def generated(case: Any) -> None:
                 run(case)

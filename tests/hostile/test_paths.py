@@ -50,8 +50,15 @@ TRICKS: list[tuple[str, str, bool]] = [
 ]
 
 
-PROTECTED = ["/v1/chat/completions", "/v1/chat", "/v1/embeddings", "/v1/messages",
-             "/admin/reload", "/metrics", "/dashboard/data"]
+PROTECTED = [
+    "/v1/chat/completions",
+    "/v1/chat",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/admin/reload",
+    "/metrics",
+    "/dashboard/data",
+]
 # Credentials that are not the client's key in its place.
 NOT_A_KEY = [
     "",
@@ -68,9 +75,11 @@ NOT_A_KEY = [
 
 
 def _send(port: int, target: str, headers: str, body: bytes) -> tuple[int, bytes, bytes]:
-    request = (f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-               "Connection: close\r\n\r\n").encode() + body
+    request = (
+        f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
         raw = b""
@@ -82,12 +91,17 @@ def _send(port: int, target: str, headers: str, body: bytes) -> tuple[int, bytes
 
 @pytest.mark.parametrize(("target", "headers", "is_route"), TRICKS)
 def test_path_tricks_reach_only_the_route_they_name_and_never_500(
-    gateway: HostileGateway, upstream: FaultyUpstream, figures: Any,
-    target: str, headers: str, is_route: bool,
+    gateway: HostileGateway,
+    upstream: FaultyUpstream,
+    figures: Any,
+    target: str,
+    headers: str,
+    is_route: bool,
 ) -> None:
     rid = f"path-{TRICKS.index((target, headers, is_route))}"
-    body = json.dumps({"model": "chat",
-                       "messages": [{"role": "user", "content": directive(rid, "ok")}]}).encode()
+    body = json.dumps(
+        {"model": "chat", "messages": [{"role": "user", "content": directive(rid, "ok")}]}
+    ).encode()
     status, head, answer = _send(gateway.port, target, headers, body)
     figures.add("auth_path", requests=1, answered_5xx=int(status >= 500))
     assert status < 500
@@ -105,16 +119,24 @@ def test_path_tricks_reach_only_the_route_they_name_and_never_500(
 
 @pytest.mark.parametrize(("target", "headers", "is_route"), TRICKS)
 def test_with_client_keys_no_path_trick_reaches_a_protected_route_without_a_key(
-    keyed_gateway: HostileGateway, upstream: FaultyUpstream, figures: Any,
-    target: str, headers: str, is_route: bool,
+    keyed_gateway: HostileGateway,
+    upstream: FaultyUpstream,
+    figures: Any,
+    target: str,
+    headers: str,
+    is_route: bool,
 ) -> None:
     rid = f"keyed-path-{TRICKS.index((target, headers, is_route))}"
-    body = json.dumps({"model": "chat",
-                       "messages": [{"role": "user", "content": directive(rid, "ok")}]}).encode()
+    body = json.dumps(
+        {"model": "chat", "messages": [{"role": "user", "content": directive(rid, "ok")}]}
+    ).encode()
     for credential in NOT_A_KEY:
         status, _, answer = _send(keyed_gateway.port, target, headers + credential, body)
-        figures.add("auth_path", keyed_requests=1,
-                    reached_without_key=int(status == 200 or bool(upstream.of(rid))))
+        figures.add(
+            "auth_path",
+            keyed_requests=1,
+            reached_without_key=int(status == 200 or bool(upstream.of(rid))),
+        )
         assert status < 500
         assert status in ({401} if is_route else {400, 401, 404, 405}), (status, answer)
         assert is_envelope(status, answer, target)
@@ -124,16 +146,23 @@ def test_with_client_keys_no_path_trick_reaches_a_protected_route_without_a_key(
 @pytest.mark.parametrize("path", PROTECTED)
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_every_protected_route_refuses_every_non_key(
-    keyed_gateway: HostileGateway, upstream: FaultyUpstream, figures: Any, path: str, method: str,
+    keyed_gateway: HostileGateway,
+    upstream: FaultyUpstream,
+    figures: Any,
+    path: str,
+    method: str,
 ) -> None:
     rid = f"protected-{path}-{method}"
-    body = json.dumps({"model": "chat",
-                       "messages": [{"role": "user", "content": directive(rid, "ok")}]}).encode()
+    body = json.dumps(
+        {"model": "chat", "messages": [{"role": "user", "content": directive(rid, "ok")}]}
+    ).encode()
     for credential in NOT_A_KEY:
         for host in ("Host: localhost\r\n", "Host: 169.254.169.254\r\n"):
-            request = (f"{method} {path} HTTP/1.1\r\n{host}{credential}"
-                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                       "Connection: close\r\n\r\n").encode() + body
+            request = (
+                f"{method} {path} HTTP/1.1\r\n{host}{credential}"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode() + body
             with socket.create_connection(("127.0.0.1", keyed_gateway.port), timeout=10) as sock:
                 sock.sendall(request)
                 raw = b""
@@ -147,6 +176,7 @@ def test_every_protected_route_refuses_every_non_key(
 
 def test_the_key_itself_opens_the_route(keyed_gateway: HostileGateway) -> None:
     body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x"}]}).encode()
-    status, _, answer = _send(keyed_gateway.port, CHAT, f"Authorization: Bearer {CLIENT_KEY}\r\n",
-                              body)
+    status, _, answer = _send(
+        keyed_gateway.port, CHAT, f"Authorization: Bearer {CLIENT_KEY}\r\n", body
+    )
     assert status == 200, answer

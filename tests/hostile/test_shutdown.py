@@ -26,8 +26,11 @@ SHORT = 6
 
 
 def _body(rid: str, plan: str, stream: bool) -> dict[str, Any]:
-    return {"model": "chat", "stream": stream,
-            "messages": [{"role": "user", "content": directive(rid, plan)}]}
+    return {
+        "model": "chat",
+        "stream": stream,
+        "messages": [{"role": "user", "content": directive(rid, plan)}],
+    }
 
 
 async def _long_stream(client: httpx.AsyncClient, index: int, started: asyncio.Event) -> bytes:
@@ -63,7 +66,9 @@ async def _scenario(gateway: HostileGateway) -> dict[str, Any]:
         for _ in range(3):
             try:
                 async with httpx.AsyncClient(base_url=gateway.base_url, timeout=2) as fresh:
-                    response = await fresh.post("/v1/chat/completions", json=_body("late", "ok", False))
+                    response = await fresh.post(
+                        "/v1/chat/completions", json=_body("late", "ok", False)
+                    )
                 refused_new += int(response.status_code == 503)
             except httpx.TransportError:
                 refused_new += 1  # the listening socket is closed: refused
@@ -71,12 +76,20 @@ async def _scenario(gateway: HostileGateway) -> dict[str, Any]:
         long_bodies = await asyncio.gather(*longs)
         long_ended = time.monotonic() - signalled
     exit_code = await asyncio.to_thread(gateway.process.wait, 15)
-    return {"refused_new": refused_new, "short": short_answers, "long": long_bodies,
-            "long_ended_s": long_ended, "exit": exit_code, "exit_s": time.monotonic() - signalled}
+    return {
+        "refused_new": refused_new,
+        "short": short_answers,
+        "long": long_bodies,
+        "long_ended_s": long_ended,
+        "exit": exit_code,
+        "exit_s": time.monotonic() - signalled,
+    }
 
 
 def test_sigterm_drains_finishes_short_work_interrupts_long_streams_and_exits_0(
-    upstream: FaultyUpstream, exposure: Exposure, figures: Any,
+    upstream: FaultyUpstream,
+    exposure: Exposure,
+    figures: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     home: Path = tmp_path_factory.mktemp("shutdown")
@@ -87,11 +100,17 @@ def test_sigterm_drains_finishes_short_work_interrupts_long_streams_and_exits_0(
         seen = asyncio.run(_scenario(gateway))
     finally:
         gateway.stop()
-    shorts_ok = [r for r in seen["short"] if r.status_code == 200
-                 and (b"[DONE]" in r.content or b"p4" in r.content)]
+    shorts_ok = [
+        r
+        for r in seen["short"]
+        if r.status_code == 200 and (b"[DONE]" in r.content or b"p4" in r.content)
+    ]
     longs = [parse(raw, anthropic=False) for raw in seen["long"]]
-    interrupted = [s for s in longs if s.failed_once and s.in_order
-                   and s.errors[0]["type"] == "service_unavailable"]
+    interrupted = [
+        s
+        for s in longs
+        if s.failed_once and s.in_order and s.errors[0]["type"] == "service_unavailable"
+    ]
     lines = gateway.log_lines()
     outcomes = [line["outcome"] for line in lines]
     figures.record(

@@ -1,6 +1,6 @@
 """Slow clients: slow headers, slow bodies and silent connections are cut by a deadline.
 
-The cut is the HTTP layer's (``src.serving.GatewayProtocol``, which the gateway
+The cut is the HTTP layer's (``src.edge.protocol.GatewayProtocol``, which the gateway
 runs under): a request's head and body must arrive within
 ``request_read_timeout_s`` (2 s here). Normal traffic beside a crowd of slow
 clients stays fast.
@@ -27,8 +27,10 @@ async def _slow_client(port: int, kind: str) -> tuple[float, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
     body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x"}]}).encode()
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body))
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
     data = {"slow_headers": head, "slow_body": head + body, "silent": b""}[kind]
     if kind == "slow_body":
         writer.write(head)
@@ -57,8 +59,10 @@ async def _normal(base_url: str, count: int) -> list[float]:
     latencies = []
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         for index in range(count):
-            body = {"model": "chat",
-                    "messages": [{"role": "user", "content": directive(f"beside-{index}", "ok")}]}
+            body = {
+                "model": "chat",
+                "messages": [{"role": "user", "content": directive(f"beside-{index}", "ok")}],
+            }
             started = time.monotonic()
             response = await client.post("/v1/chat/completions", json=body)
             latencies.append(time.monotonic() - started)
@@ -66,7 +70,9 @@ async def _normal(base_url: str, count: int) -> list[float]:
     return latencies
 
 
-async def _scenario(gateway: HostileGateway, slow: int) -> tuple[list[tuple[float, bytes]], list[float]]:
+async def _scenario(
+    gateway: HostileGateway, slow: int
+) -> tuple[list[tuple[float, bytes]], list[float]]:
     kinds = ["slow_headers", "slow_body", "silent"]
     crowd = [asyncio.ensure_future(_slow_client(gateway.port, kinds[i % 3])) for i in range(slow)]
     await asyncio.sleep(0.3)

@@ -57,24 +57,42 @@ def _hostile_headers(sentinel: Sentinel) -> dict[str, str]:
 
 
 def _image_message(rid: str, url: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [
-        {"type": "text", "text": directive(rid, "ok")},
-        {"type": "image_url", "image_url": {"url": url}},
-    ]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": directive(rid, "ok")},
+                {"type": "image_url", "image_url": {"url": url}},
+            ],
+        }
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("alias", ["chat", "az"])
 def test_request_fields_and_headers_never_change_the_host_or_the_key(
-    gateway: HostileGateway, upstream: FaultyUpstream, sentinel: Sentinel, exposure: Exposure,
-    figures: Any, alias: str, stream: bool,
+    gateway: HostileGateway,
+    upstream: FaultyUpstream,
+    sentinel: Sentinel,
+    exposure: Exposure,
+    figures: Any,
+    alias: str,
+    stream: bool,
 ) -> None:
     sentinel_url = f"http://127.0.0.1:{sentinel.port}/v1"
     rid = f"ssrf-{alias}-{stream}"
-    body = {"model": alias, "messages": _image_message(rid, sentinel_url + "/image.png"),
-            "stream": stream, **_hostile_fields(sentinel_url)}
-    response = httpx.post(gateway.base_url + "/v1/chat/completions", json=body,
-                          headers=_hostile_headers(sentinel), timeout=10)
+    body = {
+        "model": alias,
+        "messages": _image_message(rid, sentinel_url + "/image.png"),
+        "stream": stream,
+        **_hostile_fields(sentinel_url),
+    }
+    response = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        json=body,
+        headers=_hostile_headers(sentinel),
+        timeout=10,
+    )
     exposure.answer(response)
     assert response.status_code == 200, response.text
     (sent,) = upstream.of(rid)
@@ -93,16 +111,30 @@ def test_request_fields_and_headers_never_change_the_host_or_the_key(
 
 
 def test_anthropic_route_fields_never_change_the_host(
-    gateway: HostileGateway, upstream: FaultyUpstream, sentinel: Sentinel, exposure: Exposure,
+    gateway: HostileGateway,
+    upstream: FaultyUpstream,
+    sentinel: Sentinel,
+    exposure: Exposure,
     figures: Any,
 ) -> None:
     sentinel_url = f"http://127.0.0.1:{sentinel.port}/v1"
-    body = {"model": "chat", "max_tokens": 10, **_hostile_fields(sentinel_url),
-            "messages": [{"role": "user", "content": [
-                {"type": "text", "text": directive("ssrf-messages", "ok")},
-                {"type": "image", "source": {"type": "url", "url": sentinel_url}}]}]}
-    response = httpx.post(gateway.base_url + "/v1/messages", json=body,
-                          headers=_hostile_headers(sentinel), timeout=10)
+    body = {
+        "model": "chat",
+        "max_tokens": 10,
+        **_hostile_fields(sentinel_url),
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": directive("ssrf-messages", "ok")},
+                    {"type": "image", "source": {"type": "url", "url": sentinel_url}},
+                ],
+            }
+        ],
+    }
+    response = httpx.post(
+        gateway.base_url + "/v1/messages", json=body, headers=_hostile_headers(sentinel), timeout=10
+    )
     exposure.answer(response)
     assert response.status_code < 500
     assert all(a.path == "/v1/chat/completions" for a in upstream.of("ssrf-messages"))
@@ -112,14 +144,21 @@ def test_anthropic_route_fields_never_change_the_host(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_upstream_redirects_are_not_followed(
-    gateway: HostileGateway, upstream: FaultyUpstream, sentinel: Sentinel, exposure: Exposure,
-    figures: Any, stream: bool,
+    gateway: HostileGateway,
+    upstream: FaultyUpstream,
+    sentinel: Sentinel,
+    exposure: Exposure,
+    figures: Any,
+    stream: bool,
 ) -> None:
     requests = 0
     for target in (f"127.0.0.1:{sentinel.port}", "169.254.169.254:80"):
         rid = f"redirect-{target}-{stream}"
-        body = {"model": "chat", "stream": stream,
-                "messages": [{"role": "user", "content": directive(rid, f"redirect:{target}")}]}
+        body = {
+            "model": "chat",
+            "stream": stream,
+            "messages": [{"role": "user", "content": directive(rid, f"redirect:{target}")}],
+        }
         response = httpx.post(gateway.base_url + "/v1/chat/completions", json=body, timeout=10)
         requests += 1
         exposure.answer(response)

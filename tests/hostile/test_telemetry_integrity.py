@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from src.app import create_app
 from src.config import parse_config
+from src.edge.app import create_app
 from tests.hostile.faulty_upstream import FaultyUpstream, directive
 from tests.hostile.harness import (
     PROVIDER_KEY,
@@ -40,20 +40,43 @@ def _request(index: int, rng: random.Random) -> tuple[str, dict[str, Any] | byte
     if roll < 0.05:
         return "/v1/chat/completions", b"{broken", client
     if roll < 0.08:
-        return "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, client
+        return (
+            "/v1/chat/completions",
+            {"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+            client,
+        )
     if roll < 0.12:
-        return "/v1/chat/completions", {"model": "chat", "messages": [
-            {"role": "user", "content": directive(rid, rng.choice(["status:500", "html", "reset:2"]))}],
-            "stream": rng.random() < 0.5}, client
+        return (
+            "/v1/chat/completions",
+            {
+                "model": "chat",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": directive(rid, rng.choice(["status:500", "html", "reset:2"])),
+                    }
+                ],
+                "stream": rng.random() < 0.5,
+            },
+            client,
+        )
     if roll < 0.15:
-        return "/v1/chat/completions", {"model": "chat", "messages": [
-            {"role": "user", "content": "x"}]}, {"x-client-id": "limited"}
-    path = rng.choice(["/v1/chat/completions", "/v1/chat/completions", "/v1/messages", "/v1/embeddings"])
+        return (
+            "/v1/chat/completions",
+            {"model": "chat", "messages": [{"role": "user", "content": "x"}]},
+            {"x-client-id": "limited"},
+        )
+    path = rng.choice(
+        ["/v1/chat/completions", "/v1/chat/completions", "/v1/messages", "/v1/embeddings"]
+    )
     text = directive(rid, "ok")
     if path == "/v1/embeddings":
         return path, {"model": "chat", "input": text}, client
-    body: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": text}],
-                            "stream": rng.random() < 0.4}
+    body: dict[str, Any] = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": text}],
+        "stream": rng.random() < 0.4,
+    }
     if path == "/v1/messages":
         body["max_tokens"] = 20
     return path, body, client
@@ -76,13 +99,16 @@ async def _load(base_url: str, count: int, concurrency: int) -> list[httpx.Respo
 
 
 def test_every_request_gets_exactly_one_valid_line_in_the_file_and_on_stdout(
-    upstream: FaultyUpstream, exposure: Exposure, figures: Any,
+    upstream: FaultyUpstream,
+    exposure: Exposure,
+    figures: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     home: Path = tmp_path_factory.mktemp("telemetry")
     count = scaled(5000)
-    config = gateway_config(upstream.base_url, home / "gateway.log",
-                            rate_limit={"requests_per_minute": count // 10})
+    config = gateway_config(
+        upstream.base_url, home / "gateway.log", rate_limit={"requests_per_minute": count // 10}
+    )
     gateway = HostileGateway(home, config).start()
     try:
         responses = asyncio.run(_load(gateway.base_url, count, 64))
@@ -126,27 +152,43 @@ def test_every_request_gets_exactly_one_valid_line_in_the_file_and_on_stdout(
 
 @pytest.mark.parametrize("place", ["full disk", "unwritable path"])
 def test_a_log_that_cannot_be_written_does_not_stop_serving_and_lost_lines_are_counted(
-    upstream: FaultyUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Any,
+    upstream: FaultyUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    figures: Any,
     place: str,
 ) -> None:
     monkeypatch.setenv("HOSTILE_KEY", PROVIDER_KEY)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     log_file = "/dev/full" if place == "full disk" else str(blocker / "gateway.log")
-    config = gateway_config(upstream.base_url, Path(log_file),
-                            ledger_file=str(tmp_path / "spend.ledger"))
+    config = gateway_config(
+        upstream.base_url, Path(log_file), ledger_file=str(tmp_path / "spend.ledger")
+    )
     app = create_app(parse_config(config))
     count = scaled(200)
     with serve_in_thread(app) as (url, _):
         with httpx.Client(base_url=url, timeout=10) as client:
-            statuses = [client.post("/v1/chat/completions", json={
-                "model": "chat", "messages": [{"role": "user", "content": directive(f"disk-{i}", "ok")}],
-            }).status_code for i in range(count)]
+            statuses = [
+                client.post(
+                    "/v1/chat/completions",
+                    json={
+                        "model": "chat",
+                        "messages": [{"role": "user", "content": directive(f"disk-{i}", "ok")}],
+                    },
+                ).status_code
+                for i in range(count)
+            ]
         writer = app.state.telemetry.writer
         assert wait_until(lambda: writer.dropped == count, timeout=5), writer.dropped
         with httpx.Client(base_url=url, timeout=10) as client:
             health = client.get("/healthz", params={"verbose": "1"}).json()
-    figures.record("telemetry", **{f"{place.replace(' ', '_')}_served": f"{statuses.count(200)}/{count}",
-                                   f"{place.replace(' ', '_')}_lines_counted_lost": writer.dropped})
+    figures.record(
+        "telemetry",
+        **{
+            f"{place.replace(' ', '_')}_served": f"{statuses.count(200)}/{count}",
+            f"{place.replace(' ', '_')}_lines_counted_lost": writer.dropped,
+        },
+    )
     assert statuses == [200] * count
     assert health["telemetry_lines_lost"] == count

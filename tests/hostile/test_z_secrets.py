@@ -75,7 +75,9 @@ def test_sdk_exception_texts_carry_no_key(
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(
                 model="chat",
-                messages=[{"role": "user", "content": directive(f"sdk-{status}", f"echo:{status}")}],
+                messages=[
+                    {"role": "user", "content": directive(f"sdk-{status}", f"echo:{status}")}
+                ],
             )
         exposure.text(str(caught.value))
         exposure.text(repr(caught.value.body))
@@ -98,8 +100,12 @@ def test_client_credential_headers_never_reach_an_upstream(
     for alias in ("chat", "az", "anth"):
         for route in ("/v1/chat/completions", "/v1/messages"):
             rid = f"client-headers-{alias}-{route}"
-            response = httpx.post(gateway.base_url + route, json=_body(route, alias, rid, "ok", False),
-                                  headers=client_secrets, timeout=10)
+            response = httpx.post(
+                gateway.base_url + route,
+                json=_body(route, alias, rid, "ok", False),
+                headers=client_secrets,
+                timeout=10,
+            )
             exposure.answer(response)
             for attempt in upstream.of(rid):
                 forwarded = str(attempt.headers)
@@ -110,8 +116,14 @@ def test_client_credential_headers_never_reach_an_upstream(
 def test_client_and_admin_keys_never_echo_and_never_reach_an_upstream(
     keyed_gateway: HostileGateway, upstream: FaultyUpstream, exposure: Exposure
 ) -> None:
-    near_misses = [CLIENT_KEY, CLIENT_KEY[:-1], CLIENT_KEY + "x", CLIENT_KEY.upper(),
-                   CLIENT_KEY[::-1], ADMIN_KEY]
+    near_misses = [
+        CLIENT_KEY,
+        CLIENT_KEY[:-1],
+        CLIENT_KEY + "x",
+        CLIENT_KEY.upper(),
+        CLIENT_KEY[::-1],
+        ADMIN_KEY,
+    ]
     with httpx.Client(base_url=keyed_gateway.base_url, timeout=15) as client:
         for index, key in enumerate(near_misses):
             for header in ("authorization", "x-api-key"):
@@ -120,16 +132,18 @@ def test_client_and_admin_keys_never_echo_and_never_reach_an_upstream(
                     rid = f"client-key-{index}-{header}-{route}"
                     body = _body(route, "chat", rid, "echo:401", stream=False)
                     body["client_id"] = "mallory"  # an impostor claim, answered with a 403
-                    response = client.post(route, json=body,
-                                           headers={header: value, "x-client-id": "mallory"})
+                    response = client.post(
+                        route, json=body, headers={header: value, "x-client-id": "mallory"}
+                    )
                     exposure.answer(response)
                     for attempt in upstream.of(rid):
                         assert CLIENT_KEY not in str(attempt.headers)
                         assert CLIENT_KEY[:12] not in str(attempt.body)
             for admin_path in ("/admin/reload", "/metrics", "/dashboard/data"):
                 method = "POST" if admin_path == "/admin/reload" else "GET"
-                response = client.request(method, admin_path,
-                                          headers={"authorization": f"Bearer {key}x"})
+                response = client.request(
+                    method, admin_path, headers={"authorization": f"Bearer {key}x"}
+                )
                 exposure.answer(response)
                 assert response.status_code in {401, 403, 404}
 
