@@ -22,9 +22,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-import types
-import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +31,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 import src
 from src.config import GatewayConfig, load_config
+from src.config.reference import field_paths
 from src.edge.app import GatewayApp, create_app
-from src.errors import GatewayError
 from src.edge.protocol import _TYPES as HTTP_LAYER_TYPES
+from src.errors import GatewayError
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,53 +175,9 @@ def code_error_types() -> dict[str, list[int]]:
     return types_
 
 
-_NO_DEFAULT = object()
-
-
-def config_paths(model: type[BaseModel] = GatewayConfig, prefix: str = "") -> dict[str, Any]:
-    """Every field path the config accepts -> its default (``_NO_DEFAULT`` when required).
-
-    Paths as the documents state them: ``a.b`` is field ``b`` of object ``a``; ``*``
-    is any key of a map the operator names; ``[]`` is every item of a list.
-    """
-    paths: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        key = field.validation_alias if isinstance(field.validation_alias, str) else None
-        path = prefix + (key or field.alias or name)
-        if field.is_required():
-            paths[path] = _NO_DEFAULT
-        else:
-            paths[path] = field.get_default(call_default_factory=True)
-        for nested, suffix in _models_in(field.annotation, ""):
-            paths.update(config_paths(nested, f"{path}{suffix}."))
-    return paths
-
-
-def _models_in(
-    annotation: Any, suffix: str, depth: int = 0
-) -> Iterator[tuple[type[BaseModel], str]]:
-    """The config models reachable inside a type, with the path suffix to reach each."""
-    if depth > 8:
-        return
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation, suffix
-    elif origin is typing.Annotated:
-        yield from _models_in(args[0], suffix, depth + 1)
-    elif origin in (typing.Union, types.UnionType):
-        for arg in args:
-            yield from _models_in(arg, suffix, depth + 1)
-    elif origin in (dict, typing.Mapping) or (
-        isinstance(origin, type) and issubclass(origin, dict)
-    ):
-        yield from _models_in(args[1], suffix + ".*", depth + 1)
-    elif origin in (list, tuple, set, frozenset) or (
-        isinstance(origin, type) and issubclass(origin, list | tuple)
-    ):
-        for arg in args:
-            if arg is not Ellipsis:
-                yield from _models_in(arg, suffix + "[]", depth + 1)
+def config_paths(model: type[BaseModel] = GatewayConfig) -> set[str]:
+    """Every field path the config models accept, walked as the reference generator walks them."""
+    return set(field_paths(model))
 
 
 def known_path(mention: str, accepted: set[str]) -> bool:
@@ -289,12 +243,12 @@ def error_drift(code: dict[str, list[int]], text: str) -> list[str]:
     return problems
 
 
-def config_drift(code: dict[str, Any], text: str) -> list[str]:
+def config_drift(code: set[str], text: str) -> list[str]:
     top_level = {path.split(".")[0].split("[")[0] for path in code}
     return [
         f"the documents name config path `{mention}`, which the config models refuse"
         for mention in sorted(config_mentions(text, top_level))
-        if not known_path(mention, set(code))
+        if not known_path(mention, code)
     ]
 
 
@@ -395,7 +349,7 @@ def test_an_error_row_removed_from_the_spec_alone_is_caught():
 def test_a_config_field_removed_from_the_code_alone_is_caught():
     code = config_paths()
     assert "`retry.max_attempts`" in spec_text()
-    shrunk = {path: default for path, default in code.items() if path != "retry.max_attempts"}
+    shrunk = code - {"retry.max_attempts"}
     assert new_problems(config_drift(shrunk, spec_text()), config_drift(code, spec_text())) == [
         "the documents name config path `retry.max_attempts`, which the config models refuse"
     ]
@@ -425,7 +379,7 @@ def test_documents_name_config_items_by_key_index_or_placeholder():
     assert not known_path("aliases.x.fallbacks", accepted)
 
 
-def test_config_paths_name_maps_lists_and_unions_as_spec_states():
+def test_config_paths_name_maps_lists_and_unions_as_the_documents_do():
     class Leaf(BaseModel):
         x: int = 1
 
@@ -438,11 +392,5 @@ def test_config_paths_name_maps_lists_and_unions_as_spec_states():
         nested: dict[str, dict[str, Leaf]] | None = None
 
     assert config_paths(Root) == {
-        "by_name": {},
-        "by_name.*.x": 1,
-        "items": [],
-        "items[].x": 1,
-        "items[].y": _NO_DEFAULT,
-        "nested": None,
-        "nested.*.*.x": 1,
-    }
+        "by_name", "by_name.*.x", "items", "items[].x", "items[].y", "nested", "nested.*.*.x",
+    }  # fmt: skip

@@ -1,18 +1,23 @@
-"""The gateway's configuration: the typed schema (``schema``), the checks beyond it
-(``check``), the differences between two configs (``diff``) and line-precise locations in
-the JSON file (``jsonlines``).
+"""The gateway's configuration: the typed schema (``schema`` and its ``sections``), the checks
+beyond it (``check``), the differences between two configs (``diff``), line-precise locations
+in the JSON file (``jsonlines``) and the reference generated from the models (``reference``).
 
 The schema's names are re-exported here: ``from ..config import GatewayConfig``.
 """
 
 from .schema import (
     DEFAULT_CONFIG_PATH,
+    ConfigError,
+    GatewayConfig,
+    config_path,
+    load_config,
+    parse_config,
+)
+from .sections import (
     AliasConfig,
     BreakerConfig,
     BudgetConfig,
     ClientConfig,
-    ConfigError,
-    GatewayConfig,
     MatchConfig,
     MetricsConfig,
     Mode,
@@ -28,9 +33,6 @@ from .schema import (
     TargetConfig,
     TracingConfig,
     WeightedTargetConfig,
-    config_path,
-    load_config,
-    parse_config,
 )
 
 __all__ = [
