@@ -205,7 +205,7 @@ class BudgetConfig(StrictModel):
 
 def _sha256_hex(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-        raise ValueError("must be 64 hexadecimal digits (python -m src.keys new CLIENT_ID)")
+        raise ValueError("must be 64 hexadecimal digits (llm-gateway keys new CLIENT_ID)")
     return value.lower()
 
 
@@ -315,7 +315,7 @@ class GatewayConfig(StrictModel):
     rate_limit: RateLimitConfig
     max_prompt_tokens: int | None = Field(default=None, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    # HTTP layer (src.serving.GatewayProtocol): a request's head and body must arrive
+    # HTTP layer (edge.protocol.GatewayProtocol): a request's head and body must arrive
     # within this; a head may be at most this large
     request_read_timeout_s: float = Field(default=30.0, gt=0)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)

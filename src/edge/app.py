@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from .. import __version__
 from ..config import ConfigError, GatewayConfig, load_config
 from ..config import config_path as default_config_path
 from ..config.check import refuse_errors
@@ -263,7 +264,7 @@ def create_app(
                 tracing.close()
             metrics_module.mark_process_dead()
 
-    app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Governed LLM Gateway", version=__version__, lifespan=lifespan)
     # No redirect from "/path/" to "/path": its Location would be built from the Host header.
     app.router.redirect_slashes = False
     app.add_exception_handler(HTTPException, _http_exception)
