@@ -223,7 +223,9 @@ def test_every_file_a_ticked_task_names_exists():
 
 def readme_test_command() -> str:
     readme = (ROOT / "README.md").read_text()
-    commands = re.findall(r"^(pip install -r requirements-dev\.txt && .+)$", readme, re.M)
+    commands = re.findall(
+        r"^(pip install -r requirements-dev\.txt (?:-e \. )?&& .+)$", readme, re.M
+    )
     assert len(commands) == 1, "README should give exactly one test command"
     return commands[0]
 

@@ -39,9 +39,10 @@ from ..pipeline.refusals import ceiling_refusal, rate_refusal
 from ..routing.breaker import now
 from ..state.limiter import WINDOW_S, Decision
 from ..state.spend import BudgetDecision, Spend
+from .dialects import OPENAI
 from .handling import ceiling_of, client_for, client_of, use_case_of
 from .schemas import ChatCompletionRequest, validate_body
-from .wire import error_response, json_response, new_request_id, read_json
+from .wire import json_response, new_request_id, read_json
 
 
 async def explain(request: Request) -> Response:
@@ -55,7 +56,7 @@ async def explain(request: Request) -> Response:
             chat, body, use_case_of(request), ceiling_of(request)
         )
     except GatewayError as exc:
-        return error_response(exc, openai=True)
+        return OPENAI.error_response(exc)
     return json_response(report)
 
 

@@ -39,7 +39,8 @@ from ..pipeline.waiting import Waiting
 from ..providers import Providers, TransportFactory
 from ..state.limiter import Limiter
 from ..state.spend import SpendStore
-from .wire import error_response, json_response
+from .dialects import OPENAI
+from .wire import json_response
 
 # uvicorn has already waited for running requests when the lifespan ends.
 _DRAIN_AT_SHUTDOWN_S = 5.0
@@ -186,7 +187,7 @@ async def admin_reload(request: Request) -> Response:
         except ConfigError as exc:
             raise InvalidConfig(f"Reload refused, the running config stays: {exc}") from None
     except GatewayError as exc:
-        return error_response(exc, openai=True)
+        return OPENAI.error_response(exc)
     config = gateway.config
     return json_response(
         {
