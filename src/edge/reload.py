@@ -31,6 +31,7 @@ from ..config.diff import diff
 from ..errors import GatewayError, InvalidConfig
 from ..governance.identity import OPEN_MODE_WARNING
 from ..governance.policies import Policies
+from ..observability.metrics import InFlight
 from ..observability.telemetry import CircuitListener
 from ..pipeline.gateway import Gateway
 from ..pipeline.waiting import Waiting
@@ -53,10 +54,12 @@ def build_gateway(
     transport: TransportFactory | None,
     on_circuit: CircuitListener | None = None,
     queue: Waiting | None = None,
+    in_flight: InFlight | None = None,
 ) -> Gateway:
     return Gateway(
-        config, Providers(config, transport), limiter, spend, policies, on_circuit, queue
-    )
+        config, Providers(config, transport), limiter, spend, policies, on_circuit, queue,
+        in_flight,
+    )  # fmt: skip
 
 
 class Reloader:
@@ -99,6 +102,7 @@ class Reloader:
                 self._transport,
                 self._state.telemetry.circuit_changed,
                 current.queue,
+                current.process_in_flight,
             )
             self._state.gateway = gateway
             self._state.admin = AdminGuard(config)

@@ -69,10 +69,9 @@ class GatewayApp:
     runs the lifespan. ``state`` is FastAPI's, so handlers read it the same way.
     """
 
-    def __init__(self, api: FastAPI, in_flight: InFlight) -> None:
+    def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.state = api.state
-        self.in_flight = in_flight
         self.draining = False
         self._streams: set[SSEResponse] = set()
         self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
@@ -107,27 +106,23 @@ class GatewayApp:
         scope["app"] = self.api
         watch = _DisconnectWatch(receive)
         request = Request(scope, watch.receive)
-        self.in_flight.enter()
         try:
-            try:
-                response = await handler(request)
-            except asyncio.CancelledError:
-                if watch.stop():
-                    return  # the client left while the answer was being made
-                raise
-            except Exception as exc:
-                response = await _unexpected(request, exc)
-            watch.stop()
-            if type(response) is not SSEResponse:
-                await response(scope, receive, send)
-                return
-            self._streams.add(response)
-            try:
-                await response(scope, receive, send)
-            finally:
-                self._streams.discard(response)
+            response = await handler(request)
+        except asyncio.CancelledError:
+            if watch.stop():
+                return  # the client left while the answer was being made
+            raise
+        except Exception as exc:
+            response = await _unexpected(request, exc)
+        watch.stop()
+        if type(response) is not SSEResponse:
+            await response(scope, receive, send)
+            return
+        self._streams.add(response)
+        try:
+            await response(scope, receive, send)
         finally:
-            self.in_flight.leave()
+            self._streams.discard(response)
 
     def drain(self, deadline_s: float) -> None:
         """Shutdown began: refuse new requests; after ``deadline_s``, end the streams still open.
@@ -231,7 +226,7 @@ def create_app(
         app.state.telemetry = telemetry
         app.state.gateway = build_gateway(
             config, policies, backend.limiter, backend.spend, transport,
-            telemetry.circuit_changed, CapacityQueue(backend.limiter, metrics),
+            telemetry.circuit_changed, CapacityQueue(backend.limiter, metrics), in_flight,
         )  # fmt: skip
         app.state.admin = AdminGuard(config)
         app.state.metrics, app.state.rolling = metrics, rolling
@@ -258,7 +253,7 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(Exception, _unexpected)
-    gateway_app = GatewayApp(app, in_flight)
+    gateway_app = GatewayApp(app)
     for route in API_ROUTES:
         app.add_api_route(
             route.path, gateway_app.endpoint(route.path), methods=["POST"], response_model=None,
