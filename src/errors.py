@@ -3,7 +3,7 @@
 Every refusal or failure a client can see is a ``GatewayError``: it carries the
 HTTP status, the error ``type`` of the envelope, a message that is safe to show
 (never a key), and optional extra response headers. ``app`` renders it in the
-caller's dialect; nothing else builds error bodies.
+caller's dialect (``edge.dialects``); nothing else builds error bodies.
 
     GatewayError
     ├── InvalidRequest            400 invalid_request_error
@@ -19,7 +19,9 @@ caller's dialect; nothing else builds error bodies.
     ├── RouteNotFound             404 not_found
     ├── ModelNotFound             404 model_not_found
     ├── MethodNotAllowed          405 method_not_allowed
+    ├── RequestTimeout            408 request_timeout       (the HTTP layer's read deadline)
     ├── RequestTooLarge           413 request_too_large
+    ├── RequestHeadTooLarge       431 request_too_large     (the HTTP layer's head limit)
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── ClientGone                499 client_disconnected   (the client left mid-body)
     ├── RateLimited               429 rate_limit_exceeded   (the gateway's limit; Retry-After)
@@ -154,6 +156,16 @@ class MethodNotAllowed(GatewayError):
 
 class RequestTooLarge(GatewayError):
     status = 413
+    type = "request_too_large"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "request_timeout"
+
+
+class RequestHeadTooLarge(GatewayError):
+    status = 431
     type = "request_too_large"
 
 

@@ -39,7 +39,7 @@ def answering(upstream, provider_key):
 
 def test_keys_command_prints_a_new_key_once_and_its_hash():
     out = subprocess.run(
-        [sys.executable, "-m", "src.tools.keys", "new", "acme"],
+        [sys.executable, "-m", "src", "keys", "new", "acme"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     key = re.search(r"^key:\s+(\S+)$", out, re.M).group(1)
@@ -48,7 +48,7 @@ def test_keys_command_prints_a_new_key_once_and_its_hash():
     assert len(key) >= 40
     assert f'"acme":{{"key_sha256":"{digest}"}}' in out
     again = subprocess.run(
-        [sys.executable, "-m", "src.tools.keys", "new", "acme"],
+        [sys.executable, "-m", "src", "keys", "new", "acme"],
         cwd=ROOT,
         capture_output=True,
         text=True,

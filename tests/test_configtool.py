@@ -1,4 +1,4 @@
-"""Config as code: ``python -m src.tools.configtool validate`` and ``diff`` as an operator runs them,
+"""Config as code: ``llm-gateway config validate`` and ``diff`` as an operator runs them,
 the gateway refusing to start on a config validate rejects, and a reload naming what changed."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _tool(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     environment = {k: v for k, v in os.environ.items() if k != "GW_TEST_UNSET_KEY"}
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "src.tools.configtool", *args],
+        [sys.executable, "-m", "src", "config", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=environment,
     )  # fmt: skip
 

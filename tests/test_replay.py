@@ -79,7 +79,7 @@ def test_replay_reports_exactly_what_the_new_config_changes(tmp_path: Path) -> N
     new_path = tmp_path / "new.json"
     new_path.write_text(json.dumps(new))
     run = subprocess.run(
-        [sys.executable, "-m", "src.tools.replay", "--config", str(new_path), "--json", str(log)],
+        [sys.executable, "-m", "src", "replay", "--config", str(new_path), "--json", str(log)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -101,7 +101,7 @@ def test_replay_reports_exactly_what_the_new_config_changes(tmp_path: Path) -> N
         "shadow": 2,
     }  # fmt: skip
     text = subprocess.run(
-        [sys.executable, "-m", "src.tools.replay", "--config", str(new_path), str(log)],
+        [sys.executable, "-m", "src", "replay", "--config", str(new_path), str(log)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     ).stdout  # fmt: skip
     assert "rate limited: 1" in text
@@ -117,7 +117,7 @@ def test_replay_against_the_same_config_finds_no_difference(tmp_path: Path) -> N
     path.write_text(json.dumps(config))
     time.sleep(0.3)
     run = subprocess.run(
-        [sys.executable, "-m", "src.tools.replay", "--config", str(path), config["log_file"]],
+        [sys.executable, "-m", "src", "replay", "--config", str(path), config["log_file"]],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 0

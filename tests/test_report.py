@@ -1,4 +1,4 @@
-"""python -m src.tools.report: per day, client and alias, from the log and its rotated files."""
+"""llm-gateway report: per day, client and alias, from the log and its rotated files."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def line(day: str, client: str, alias: str | None, *, status=200, latency=10.0, 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "src.tools.report", *args],
+        [sys.executable, "-m", "src", "report", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
 

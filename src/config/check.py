@@ -57,9 +57,7 @@ def refuse_errors(config: GatewayConfig, source: str) -> None:
     found = errors(config)
     if found:
         problems = "; ".join(f"{f.where}: {f.message}" for f in found)
-        raise ConfigError(
-            f"config {source}: {problems} (python -m src.configtool validate {source})"
-        )
+        raise ConfigError(f"config {source}: {problems} (llm-gateway config validate {source})")
 
 
 def _names(value: str | list[str] | None) -> list[str]:

@@ -248,7 +248,7 @@ class BudgetConfig(StrictModel):
 
 def _sha256_hex(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-        raise ValueError("must be 64 hexadecimal digits (python -m src.keys new CLIENT_ID)")
+        raise ValueError("must be 64 hexadecimal digits (llm-gateway keys new CLIENT_ID)")
     return value.lower()
 
 

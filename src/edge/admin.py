@@ -1,45 +1,80 @@
-"""The operator's routes' guard: the admin key from the variable named by ``admin_key_env``.
+"""The admin guard: the one check of the admin key, for every operator route.
 
-When the variable (``GATEWAY_ADMIN_KEY`` by default) is set, read once at
-start-up, ``/metrics``, ``/dashboard``
-and ``/dashboard/data`` need ``Authorization: Bearer <key>``, or HTTP Basic
-with the key as the password (the user name is ignored), which lets a browser
-open the dashboard through its own password prompt. Unset, they are open. The
-comparison takes constant time.
+The key is the value of the environment variable the config's ``admin_key_env``
+names (``GATEWAY_ADMIN_KEY`` by default), read when the guard is built: at
+start-up and on every reload (the lifespan and the reloader build a new one).
+A request presents it as ``Authorization: Bearer <key>`` or as the password of
+HTTP Basic (the user name is ignored, so a browser can open the dashboard
+through its own prompt). The presented key and the expected one are compared
+as SHA-256 digests in constant time, so neither their content nor their length
+shows in the time taken.
+
+What a route does when no key is set is its own kind's rule:
+
+- views (``/metrics``, ``/dashboard``, ``/dashboard/data``): open;
+- control (``POST /admin/reload``): disabled, 403 ``permission_denied``;
+- ``POST /v1/explain``: the admin's wider view is simply not available.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import os
 
 from starlette.requests import Request
 
 from ..config import GatewayConfig
-from ..errors import AuthenticationFailed
+from ..errors import AuthenticationFailed, PermissionDenied
 
 CHALLENGE = {"www-authenticate": 'Basic realm="gateway admin", charset="UTF-8"'}
 
 
 class AdminGuard:
     def __init__(self, config: GatewayConfig) -> None:
-        self._env = config.admin_key_env
-        key = os.environ.get(self._env) or None
-        self._key = key.encode() if key is not None else None
+        self.env = config.admin_key_env
+        key = os.environ.get(self.env) or None
+        self._digest = _digest(key.encode()) if key is not None else None
 
-    def check(self, request: Request) -> None:
-        """Raise ``AuthenticationFailed`` unless the request has the admin key (or none is set)."""
-        if self._key is None:
-            return
+    @property
+    def enabled(self) -> bool:
+        """An admin key is set."""
+        return self._digest is not None
+
+    def is_admin(self, request: Request) -> bool:
+        """The request carries the admin key (false when none is set)."""
+        if self._digest is None:
+            return False
         given = _credential(request.headers.get("authorization", ""))
-        if given is None or not hmac.compare_digest(given, self._key):
-            error = AuthenticationFailed(
-                f"This route needs the admin key ({self._env}) as a Bearer token."
+        return given is not None and hmac.compare_digest(_digest(given), self._digest)
+
+    def check_view(self, request: Request) -> None:
+        """A view route: open without a key; with one, ``AuthenticationFailed`` unless given."""
+        if self._digest is not None and not self.is_admin(request):
+            raise self._refusal()
+
+    def check_control(self, request: Request) -> None:
+        """A control route: ``PermissionDenied`` without a key, ``AuthenticationFailed`` unless
+        the request gives it."""
+        if self._digest is None:
+            raise PermissionDenied(
+                f"The admin API is disabled: set the environment variable {self.env}."
             )
-            error.headers = dict(CHALLENGE)
-            raise error
+        if not self.is_admin(request):
+            raise self._refusal()
+
+    def _refusal(self) -> AuthenticationFailed:
+        error = AuthenticationFailed(
+            f"This route needs the admin key ({self.env}) as a Bearer token."
+        )
+        error.headers = dict(CHALLENGE)
+        return error
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
 
 
 def _credential(header: str) -> bytes | None:

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from .. import __version__
 from ..config import ConfigError, GatewayConfig, load_config
 from ..config import config_path as default_config_path
 from ..config.check import refuse_errors
@@ -48,24 +49,11 @@ from ..pipeline.waiting import CapacityQueue
 from ..providers import TransportFactory
 from ..state.backend import open_backend
 from .admin import AdminGuard
-from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
-from .endpoints import chat_completions, embeddings, healthz, list_models, seed_chat
-from .explain import explain
-from .messages_api import messages
 from .protocol import GatewayProtocol
-from .reload import Reloader, admin_reload, build_gateway
-from .schemas import (
-    ChatCompletionRequest,
-    EmbeddingsRequest,
-    MessagesRequest,
-    SeedChatRequest,
-    openapi_body,
-)
+from .reload import Reloader, build_gateway
+from .routes import API_ROUTES, OTHER_ROUTES, dialect_for
+from .schemas import openapi_body
 from .shutdown import on_sigterm
-from .wire import (
-    anthropic_error_response,
-    error_response,
-)
 
 _WATCH_AFTER_S = 0.05
 _SHUTTING_DOWN = "The gateway is shutting down and takes no new requests; retry."
@@ -81,18 +69,18 @@ class GatewayApp:
     runs the lifespan. ``state`` is FastAPI's, so handlers read it the same way.
     """
 
-    def __init__(self, api: FastAPI, in_flight: InFlight) -> None:
+    def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.state = api.state
-        self.in_flight = in_flight
         self.draining = False
         self._streams: set[SSEResponse] = set()
         self._direct: dict[str, Callable[[Request], Awaitable[Response | SSEResponse]]] = {
-            "/v1/chat/completions": chat_completions,
-            "/v1/chat": seed_chat,
-            "/v1/embeddings": embeddings,
-            "/v1/messages": messages,
+            route.path: route.endpoint() for route in API_ROUTES
         }
+
+    def endpoint(self, path: str) -> Callable[[Request], Awaitable[Response | SSEResponse]]:
+        """The handler of an API route, for FastAPI's declaration of it (405s, OpenAPI)."""
+        return self._direct[path]
 
     def lifespan(self) -> Any:
         return self.api.router.lifespan_context(self.api)
@@ -118,27 +106,23 @@ class GatewayApp:
         scope["app"] = self.api
         watch = _DisconnectWatch(receive)
         request = Request(scope, watch.receive)
-        self.in_flight.enter()
         try:
-            try:
-                response = await handler(request)
-            except asyncio.CancelledError:
-                if watch.stop():
-                    return  # the client left while the answer was being made
-                raise
-            except Exception as exc:
-                response = await _unexpected(request, exc)
-            watch.stop()
-            if type(response) is not SSEResponse:
-                await response(scope, receive, send)
-                return
-            self._streams.add(response)
-            try:
-                await response(scope, receive, send)
-            finally:
-                self._streams.discard(response)
+            response = await handler(request)
+        except asyncio.CancelledError:
+            if watch.stop():
+                return  # the client left while the answer was being made
+            raise
+        except Exception as exc:
+            response = await _unexpected(request, exc)
+        watch.stop()
+        if type(response) is not SSEResponse:
+            await response(scope, receive, send)
+            return
+        self._streams.add(response)
+        try:
+            await response(scope, receive, send)
         finally:
-            self.in_flight.leave()
+            self._streams.discard(response)
 
     def drain(self, deadline_s: float) -> None:
         """Shutdown began: refuse new requests; after ``deadline_s``, end the streams still open.
@@ -242,7 +226,7 @@ def create_app(
         app.state.telemetry = telemetry
         app.state.gateway = build_gateway(
             config, policies, backend.limiter, backend.spend, transport,
-            telemetry.circuit_changed, CapacityQueue(backend.limiter, metrics),
+            telemetry.circuit_changed, CapacityQueue(backend.limiter, metrics), in_flight,
         )  # fmt: skip
         app.state.admin = AdminGuard(config)
         app.state.metrics, app.state.rolling = metrics, rolling
@@ -263,30 +247,21 @@ def create_app(
                 tracing.close()
             metrics_module.mark_process_dead()
 
-    app = FastAPI(title="Governed LLM Gateway", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Governed LLM Gateway", version=__version__, lifespan=lifespan)
     # No redirect from "/path/" to "/path": its Location would be built from the Host header.
     app.router.redirect_slashes = False
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(Exception, _unexpected)
-    for path, handler, shape in (
-        ("/v1/chat/completions", chat_completions, ChatCompletionRequest),
-        ("/v1/chat", seed_chat, SeedChatRequest),
-        ("/v1/embeddings", embeddings, EmbeddingsRequest),
-        ("/v1/messages", messages, MessagesRequest),
-    ):
+    gateway_app = GatewayApp(app)
+    for route in API_ROUTES:
         app.add_api_route(
-            path, handler, methods=["POST"], response_model=None, openapi_extra=openapi_body(shape)
-        )
-    app.add_api_route("/v1/explain", explain, methods=["POST"])
-    app.add_api_route("/v1/models", list_models, methods=["GET"])
-    app.add_api_route("/healthz", healthz, methods=["GET"])
-    if metrics is not None:
-        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
-        app.add_api_route("/dashboard", dashboard_page, methods=["GET"])
-        app.add_api_route("/dashboard/data", dashboard_data, methods=["GET"])
-    app.add_api_route("/admin/reload", admin_reload, methods=["POST"])
-    gateway_app = GatewayApp(app, in_flight)
+            route.path, gateway_app.endpoint(route.path), methods=["POST"], response_model=None,
+            openapi_extra=openapi_body(route.schema),
+        )  # fmt: skip
+    for other in OTHER_ROUTES:
+        if metrics is not None or not other.needs_metrics:
+            app.add_api_route(other.path, other.serve, methods=[other.method])
     return gateway_app
 
 
@@ -332,9 +307,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def _render(request: Request, error: GatewayError) -> Response:
     """An error in the dialect of the path it answers."""
-    if request.url.path == "/v1/messages":
-        return anthropic_error_response(error)
-    return error_response(error, openai=request.url.path != "/v1/chat")
+    return dialect_for(request.url.path).error_response(error)
 
 
 def app_from_environment() -> GatewayApp:

@@ -34,7 +34,7 @@ _PAGE_HEADERS = {
 
 async def metrics_endpoint(request: Request) -> Response:
     guard: AdminGuard = request.app.state.admin
-    guard.check(request)
+    guard.check_view(request)
     metrics: Metrics = request.app.state.metrics
     # Rendering walks every series (and, with several workers, reads their files): off the loop.
     body, content_type = await anyio.to_thread.run_sync(
@@ -45,13 +45,13 @@ async def metrics_endpoint(request: Request) -> Response:
 
 async def dashboard_page(request: Request) -> Response:
     guard: AdminGuard = request.app.state.admin
-    guard.check(request)
+    guard.check_view(request)
     return Response(PAGE, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
 
 async def dashboard_data(request: Request) -> Response:
     guard: AdminGuard = request.app.state.admin
-    guard.check(request)
+    guard.check_view(request)
     window = request.query_params.get("window", "hour")
     if window not in WINDOWS:
         raise InvalidRequest(

@@ -18,7 +18,8 @@ from ..pipeline import tokens
 from ..pipeline.accounting import COST_HEADER, format_usd
 from ..pipeline.gateway import Gateway
 from ..pipeline.streaming import OpenAIEncoder, open_stream
-from .exchange import Answer, Call, endpoint
+from .dialects import OPENAI
+from .exchange import Answer, Call
 from .handling import authenticate, ceiling_of, client_for, guarded, impostor, use_case_of
 from .schemas import (
     MAX_CLIENT_ID,
@@ -28,12 +29,11 @@ from .schemas import (
     SeedChatRequest,
     validate_body,
 )
-from .wire import error_response, json_response, read_json
+from .wire import json_response, read_json
 
 _STARTED = int(time.time())
 
 
-@endpoint("/v1/chat/completions", "openai")
 async def chat_completions(call: Call, request: Request) -> Answer:
     """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
     gateway, record = call.gateway, call.record
@@ -55,7 +55,6 @@ async def chat_completions(call: Call, request: Request) -> Answer:
     return json_response(answer, headers=_with_cost(headers, record))
 
 
-@endpoint("/v1/chat", "seed")
 async def seed_chat(call: Call, request: Request) -> Answer:
     """The gateway's own simple dialect: the caller in the body (or its API key), a flat answer."""
     gateway, record = call.gateway, call.record
@@ -94,7 +93,6 @@ async def seed_chat(call: Call, request: Request) -> Answer:
     return json_response(reply, headers=_with_cost(headers, record))
 
 
-@endpoint("/v1/embeddings", "openai")
 async def embeddings(call: Call, request: Request) -> Answer:
     """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
     gateway, record = call.gateway, call.record
@@ -123,7 +121,7 @@ async def list_models(request: Request) -> Response:
             )
         )
     except GatewayError as exc:
-        return error_response(exc, openai=True)
+        return OPENAI.error_response(exc)
     data = [
         {"id": alias, "object": "model", "created": _STARTED, "owned_by": "gateway"}
         for alias in client.models

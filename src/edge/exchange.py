@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,10 +23,10 @@ from ..governance.identity import Client
 from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline.gateway import Gateway, Ticket
 from ..pipeline.streaming import Encoder, OpenedStream, Relay, SSEResponse
+from .dialects import Dialect
 from .handling import refusal_headers
-from .wire import anthropic_error_response, error_response, new_request_id
+from .wire import new_request_id
 
-Dialect = Literal["openai", "seed", "anthropic"]
 Answer = Response | SSEResponse
 Handler = Callable[["Call", Request], Awaitable[Answer]]
 
@@ -69,7 +69,7 @@ def endpoint(path: str, dialect: Dialect) -> Callable[[Handler], Route]:
                 return await handle(call, request)
             except GatewayError as exc:
                 headers = await refusal_headers(call.gateway, record, exc, call.client)
-                return _refusal(exc, dialect, headers)
+                return dialect.error_response(exc, headers)
             except asyncio.CancelledError:
                 record.status, record.outcome = 499, "client_disconnected"
                 raise
@@ -86,9 +86,3 @@ def endpoint(path: str, dialect: Dialect) -> Callable[[Handler], Route]:
         return run
 
     return wrap
-
-
-def _refusal(error: GatewayError, dialect: Dialect, headers: dict[str, str]) -> Response:
-    if dialect == "anthropic":
-        return anthropic_error_response(error, headers=headers)
-    return error_response(error, openai=dialect == "openai", headers=headers)

@@ -17,15 +17,12 @@ target's breaker in full.
 
 from __future__ import annotations
 
-import hmac
-import os
 import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..config import GatewayConfig
 from ..errors import ContentBlocked, GatewayError, InvalidRequest, PolicyDenied, PromptTooLarge
 from ..governance.identity import Client
 from ..governance.policies import Rule
@@ -39,15 +36,18 @@ from ..pipeline.refusals import ceiling_refusal, rate_refusal
 from ..routing.breaker import now
 from ..state.limiter import WINDOW_S, Decision
 from ..state.spend import BudgetDecision, Spend
+from .admin import AdminGuard
+from .dialects import OPENAI
 from .handling import ceiling_of, client_for, client_of, use_case_of
 from .schemas import ChatCompletionRequest, validate_body
-from .wire import error_response, json_response, new_request_id, read_json
+from .wire import json_response, new_request_id, read_json
 
 
 async def explain(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     try:
-        admin = _is_admin(request, gateway.config)
+        guard: AdminGuard = request.app.state.admin
+        admin = guard.is_admin(request)
         client_id, client = _client(gateway, request, admin)
         body = await read_json(request, gateway.config.max_body_bytes)
         chat = validate_body(ChatCompletionRequest, body)
@@ -55,16 +55,8 @@ async def explain(request: Request) -> Response:
             chat, body, use_case_of(request), ceiling_of(request)
         )
     except GatewayError as exc:
-        return error_response(exc, openai=True)
+        return OPENAI.error_response(exc)
     return json_response(report)
-
-
-def _is_admin(request: Request, config: GatewayConfig) -> bool:
-    expected = os.environ.get(config.admin_key_env)
-    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-    if not expected or scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
 def _client(gateway: Gateway, request: Request, admin: bool) -> tuple[str, Client]:

@@ -17,7 +17,7 @@ from ..providers.base import Chunk
 from ..translate.anthropic_request import from_anthropic
 from ..translate.anthropic_response import to_anthropic_message
 from ..translate.anthropic_stream import EventsFromChunks
-from .exchange import Answer, Call, endpoint
+from .exchange import Answer, Call
 from .handling import ceiling_of, client_for, guarded, use_case_of
 from .schemas import MessagesRequest, validate_body
 from .wire import json_response, read_json
@@ -42,7 +42,6 @@ class AnthropicEncoder:
         return self._events.error(_ANTHROPIC_KINDS.get(kind, "api_error"), message)
 
 
-@endpoint("/v1/messages", "anthropic")
 async def messages(call: Call, request: Request) -> Answer:
     """Anthropic's Messages API: translated in, through the pipeline, translated back."""
     gateway, record = call.gateway, call.record

@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..errors import GatewayError, InvalidRequest, RequestHeadTooLarge, RequestTimeout
+from .routes import dialect_for
 
 _LINGER_S = 2.0
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-_TYPES = {400: "invalid_request_error", 408: "request_timeout", 431: "request_too_large"}
 
 
 class _HeadTooLarge(Exception):
@@ -69,7 +70,7 @@ class GatewayProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
         super().data_received(data)
         if self._in_head and self._head_bytes > self.max_header_bytes and not self._refused:
-            self._refuse(431, _too_large_head(self.max_header_bytes))
+            self._refuse(RequestHeadTooLarge(_too_large_head(self.max_header_bytes)))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -92,9 +93,9 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if self._head_bytes == -1:
-            self._refuse(431, _too_large_head(self.max_header_bytes))
+            self._refuse(RequestHeadTooLarge(_too_large_head(self.max_header_bytes)))
         else:
-            self._refuse(400, f"Invalid HTTP request: {msg}")
+            self._refuse(InvalidRequest(f"Invalid HTTP request: {msg}"))
 
     def _head_size(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -110,17 +111,19 @@ class GatewayProtocol(HttpToolsProtocol):
     def _read_timed_out(self) -> None:
         self._read_deadline = None
         self._refuse(
-            408, f"The request did not arrive within {self.read_timeout_s:g} s; send it faster."
+            RequestTimeout(
+                f"The request did not arrive within {self.read_timeout_s:g} s; send it faster."
+            )
         )
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` in the error envelope, unless an answer already started; close."""
+    def _refuse(self, error: GatewayError) -> None:
+        """Answer ``error`` in its path's dialect, unless an answer already started; close."""
         self._disarm()
         if self._refused or self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is None or not cycle.response_started:
-            self.transport.write(_answer(status, message, getattr(self, "url", None)))
+            self.transport.write(_answer(error, getattr(self, "url", None)))
         if cycle is not None and not cycle.response_complete:
             # What connection_lost will say, said now: the app's reads see the client
             # gone, and whatever it still sends is dropped, not written after this answer.
@@ -139,18 +142,12 @@ def _too_large_head(limit: int) -> str:
     return f"The request head is larger than {limit} bytes."
 
 
-def _answer(status: int, message: str, url: bytes | None) -> bytes:
-    error = {"type": _TYPES[status], "message": message}
-    anthropic = bool(url) and url.startswith(b"/v1/messages")  # type: ignore[union-attr]
-    envelope: dict[str, Any] = (
-        {"type": "error", "error": error}
-        if anthropic
-        else {"error": {**error, "param": None, "code": None}}
-    )
-    body = orjson.dumps(envelope)
+def _answer(error: GatewayError, url: bytes | None) -> bytes:
+    dialect = dialect_for(url.decode("latin-1") if url else "/")
+    body = dialect.error_bytes(error)
     return b"".join(
         [
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"HTTP/1.1 %d %s\r\n" % (error.status, _REASONS[error.status]),
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",

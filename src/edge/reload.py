@@ -15,8 +15,6 @@ the files open); changing them needs a restart.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import signal
 import sys
@@ -30,16 +28,19 @@ from starlette.responses import Response
 from ..config import ConfigError, GatewayConfig, config_path, load_config
 from ..config.check import refuse_errors
 from ..config.diff import diff
-from ..errors import AuthenticationFailed, GatewayError, InvalidConfig, PermissionDenied
+from ..errors import GatewayError, InvalidConfig
 from ..governance.identity import OPEN_MODE_WARNING
 from ..governance.policies import Policies
+from ..observability.metrics import InFlight
 from ..observability.telemetry import CircuitListener
 from ..pipeline.gateway import Gateway
 from ..pipeline.waiting import Waiting
 from ..providers import Providers, TransportFactory
 from ..state.limiter import Limiter
 from ..state.spend import SpendStore
-from .wire import error_response, json_response
+from .admin import AdminGuard
+from .dialects import OPENAI
+from .wire import json_response
 
 # uvicorn has already waited for running requests when the lifespan ends.
 _DRAIN_AT_SHUTDOWN_S = 5.0
@@ -53,10 +54,12 @@ def build_gateway(
     transport: TransportFactory | None,
     on_circuit: CircuitListener | None = None,
     queue: Waiting | None = None,
+    in_flight: InFlight | None = None,
 ) -> Gateway:
     return Gateway(
-        config, Providers(config, transport), limiter, spend, policies, on_circuit, queue
-    )
+        config, Providers(config, transport), limiter, spend, policies, on_circuit, queue,
+        in_flight,
+    )  # fmt: skip
 
 
 class Reloader:
@@ -99,8 +102,10 @@ class Reloader:
                 self._transport,
                 self._state.telemetry.circuit_changed,
                 current.queue,
+                current.process_in_flight,
             )
             self._state.gateway = gateway
+            self._state.admin = AdminGuard(config)
             _log_changes(self.path, current.config, config)
             self._retired.append(current)
             self._spawn(self._retire(current))
@@ -157,36 +162,18 @@ def _log_changes(path: Path, old: GatewayConfig, new: GatewayConfig) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def admin_key(config: GatewayConfig) -> str | None:
-    return os.environ.get(config.admin_key_env) or None
-
-
-def check_admin(request: Request, config: GatewayConfig) -> None:
-    """Raise unless the request carries the admin key (``Authorization: Bearer <key>``)."""
-    expected = admin_key(config)
-    if expected is None:
-        raise PermissionDenied(
-            f"The admin API is disabled: set the environment variable {config.admin_key_env}."
-        )
-    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise AuthenticationFailed("Missing admin key: send it as 'Authorization: Bearer <key>'.")
-    given_digest = hashlib.sha256(given.strip().encode()).digest()
-    if not hmac.compare_digest(given_digest, hashlib.sha256(expected.encode()).digest()):
-        raise AuthenticationFailed("Invalid admin key.")
-
-
 async def admin_reload(request: Request) -> Response:
     """``POST /admin/reload``: 200 and a summary of the new config, or why it was refused."""
     reloader: Reloader = request.app.state.reloader
     try:
-        check_admin(request, request.app.state.gateway.config)
+        guard: AdminGuard = request.app.state.admin
+        guard.check_control(request)
         try:
             gateway = await reloader.reload()
         except ConfigError as exc:
             raise InvalidConfig(f"Reload refused, the running config stays: {exc}") from None
     except GatewayError as exc:
-        return error_response(exc, openai=True)
+        return OPENAI.error_response(exc)
     config = gateway.config
     return json_response(
         {

@@ -1,12 +1,6 @@
-"""Bytes on the wire: reading JSON bodies within limits, and rendering answers and errors.
+"""Bytes on the wire: reading JSON bodies within limits, reading headers, writing JSON answers.
 
-Errors are rendered in the caller's dialect: the OpenAI endpoints get the full
-``ErrorResponse`` (``type``, ``message``, ``param``, ``code``); the gateway's
-own ``/v1/chat`` gets exactly ``type`` and ``message``; the Anthropic-shaped
-``/v1/messages`` gets Anthropic's envelope and error type names. A refusal by
-a rule adds ``rule`` (its name, scope, what remains, when it resets) to the
-error object of the OpenAI and Anthropic dialects; ``/v1/chat`` keeps its
-two keys and carries the rule in the ``RateLimit`` headers only.
+Errors are written by the route's dialect (``dialects``).
 """
 
 from __future__ import annotations
@@ -20,7 +14,6 @@ from starlette.responses import Response
 
 from ..errors import (
     ClientGone,
-    GatewayError,
     InvalidRequest,
     RequestTooLarge,
     UnsupportedMediaType,
@@ -85,46 +78,6 @@ def json_response(
     content: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(orjson.dumps(content), status, headers, JSON)
-
-
-def error_response(
-    error: GatewayError, *, openai: bool, headers: dict[str, str] | None = None
-) -> Response:
-    body: dict[str, Any] = {"type": error.type, "message": error.message}
-    if openai:
-        body["param"] = error.param
-        body["code"] = None
-        if error.rule is not None:  # OpenAI's Error schema allows further properties
-            body["rule"] = error.rule.as_dict()
-    merged = {**(headers or {}), **error.headers}
-    return json_response({"error": body}, error.status, merged)
-
-
-# The gateway's error types as Anthropic's, for clients of /v1/messages.
-_ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-}
-
-
-def anthropic_error_response(
-    error: GatewayError, *, headers: dict[str, str] | None = None
-) -> Response:
-    """Anthropic's envelope: ``{"type": "error", "error": {"type", "message"}}``."""
-    fallback = "invalid_request_error" if error.status < 500 else "api_error"
-    kind = _ANTHROPIC_TYPES.get(error.status, fallback)
-    detail: dict[str, Any] = {"type": kind, "message": error.message}
-    if error.rule is not None:
-        detail["rule"] = error.rule.as_dict()
-    body = {"type": "error", "error": detail}
-    merged = {**(headers or {}), **error.headers}
-    return json_response(body, error.status, merged)
 
 
 def _is_json(content_type: str) -> bool:

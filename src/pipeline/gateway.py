@@ -26,6 +26,7 @@ from ..config import GatewayConfig
 from ..errors import GatewayError
 from ..governance.identity import Identity
 from ..governance.policies import Policies
+from ..observability.metrics import InFlight
 from ..observability.telemetry import CallRecord, CircuitListener
 from ..providers import Provider, Providers, Usage
 from ..routing import Router
@@ -59,6 +60,7 @@ class Gateway:
         policies: Policies,
         on_circuit: CircuitListener | None = None,
         queue: Waiting | None = None,
+        process_in_flight: InFlight | None = None,
     ) -> None:
         self.config = config
         self.providers = providers
@@ -70,6 +72,9 @@ class Gateway:
         self.prices = PriceTable(config)
         self.router = Router(config, self.prices, on_circuit)
         self.in_flight = 0
+        # Shared by every gateway of the process (a reload's old and new ones): its gauge
+        # and the dashboard's figure.
+        self.process_in_flight = process_in_flight or InFlight(None)
         self._drained: asyncio.Event | None = None
         admission = Admission(
             config, self.router, self.prices, policies, limiter, spend, self.queue
@@ -139,12 +144,14 @@ class Gateway:
             raise
 
     def enter(self) -> None:
-        """A request starts on this gateway."""
+        """A request starts on this gateway: the one place requests in flight are counted."""
         self.in_flight += 1
+        self.process_in_flight.enter()
 
     def leave(self) -> None:
         """A request that ``enter``ed has ended (for a stream, when the stream ended)."""
         self.in_flight -= 1
+        self.process_in_flight.leave()
         if self.in_flight == 0 and self._drained is not None:
             self._drained.set()
 

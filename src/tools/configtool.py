@@ -1,14 +1,14 @@
-"""Config as code: ``python -m src.configtool validate FILE`` and ``diff OLD NEW``.
+"""Config as code: ``llm-gateway config validate FILE`` and ``config diff OLD NEW``.
 
 ``validate`` reports every problem of a config file with its line, as
 ``FILE:LINE: error|warning: PATH: MESSAGE``: JSON syntax, the schema
 (unknown fields, wrong types, missing fields, unknown providers and aliases),
-and the cross-section checks of ``configcheck`` (rules that can never match,
+and the cross-section checks of ``config.check`` (rules that can never match,
 environment variables named but not set, fallbacks leaving a client's
 allow-list). Exit status 1 when there is an error, 0 otherwise (warnings
 allowed): the gateway refuses to start on exactly these errors.
 
-``diff OLD NEW`` says what changed, in plain words (``configdiff``); exit
+``diff OLD NEW`` says what changed, in plain words (``config.diff``); exit
 status 1 when either file does not validate.
 """
 
@@ -18,8 +18,8 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -67,25 +67,33 @@ def _schema_line(path: Path, lines: dict[tuple[str | int, ...], int], error: obj
     return f"{path}:{line_of(lines, location)}: error: {where}: {message}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.configtool", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    check_command = commands.add_parser("validate", help="check a config file")
+def add_command(commands: Any) -> None:
+    command = commands.add_parser(
+        "config", help="validate a config file, or diff two", description=__doc__.split("\n\n")[1]
+    )
+    actions = command.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check_command = actions.add_parser("validate", help="check a config file")
     check_command.add_argument("file", type=Path)
-    diff_command = commands.add_parser("diff", help="what changed between two config files")
+    check_command.set_defaults(run=_run_validate)
+    diff_command = actions.add_parser("diff", help="what changed between two config files")
     diff_command.add_argument("old", type=Path)
     diff_command.add_argument("new", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "validate":
-        _, report, failed = validate(args.file)
-        for line in report:
-            print(line)
-        errors = sum(": error: " in line for line in report)
-        print(
-            f"{args.file}: {'invalid' if failed else 'valid'}"
-            f" ({errors} error(s), {len(report) - errors} warning(s))"
-        )
-        return 1 if failed else 0
+    diff_command.set_defaults(run=_run_diff)
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    _, report, failed = validate(args.file)
+    for line in report:
+        print(line)
+    errors = sum(": error: " in line for line in report)
+    print(
+        f"{args.file}: {'invalid' if failed else 'valid'}"
+        f" ({errors} error(s), {len(report) - errors} warning(s))"
+    )
+    return 1 if failed else 0
+
+
+def _run_diff(args: argparse.Namespace) -> int:
     configs = []
     for file in (args.old, args.new):
         config, report, failed = validate(file)
@@ -98,7 +106,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in changes or ["no changes"]:
         print(line)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

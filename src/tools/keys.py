@@ -1,4 +1,4 @@
-"""Client API keys: ``python -m src.keys new CLIENT_ID`` makes one.
+"""Client API keys: ``llm-gateway keys new CLIENT_ID`` makes one.
 
 The gateway stores only the SHA-256 of a key (``clients.<id>.key_sha256``);
 the key itself is printed once and never kept. ``hash`` prints the hash of
@@ -7,9 +7,11 @@ an existing key read from stdin, for importing keys made elsewhere.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import secrets
 import sys
+from typing import Any
 
 import orjson
 
@@ -41,24 +43,30 @@ def _new(client_id: str) -> str:
     )
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "new" and argv[1].strip():
-        sys.stdout.write(_new(argv[1]))
-        return 0
-    if argv == ["hash"]:
-        key = sys.stdin.readline().strip()
-        if not key:
-            print("keys: no key on stdin", file=sys.stderr)
-            return 2
-        print(key_sha256(key))
-        return 0
-    print(
-        "usage: python -m src.keys new CLIENT_ID   print a new key and its hash\n"
-        "       python -m src.keys hash            print the hash of a key read from stdin",
-        file=sys.stderr,
+def add_command(commands: Any) -> None:
+    command = commands.add_parser(
+        "keys", help="make a client API key", description=__doc__.split("\n\n")[1]
     )
-    return 2
+    actions = command.add_subparsers(dest="action", required=True, metavar="ACTION")
+    new = actions.add_parser("new", help="print a new key for CLIENT_ID and its hash")
+    new.add_argument("client_id", metavar="CLIENT_ID")
+    new.set_defaults(run=_run_new)
+    hashed = actions.add_parser("hash", help="print the hash of a key read from stdin")
+    hashed.set_defaults(run=_run_hash)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+def _run_new(args: argparse.Namespace) -> int:
+    if not args.client_id.strip():
+        print("keys: CLIENT_ID is empty", file=sys.stderr)
+        return 2
+    sys.stdout.write(_new(args.client_id))
+    return 0
+
+
+def _run_hash(args: argparse.Namespace) -> int:
+    key = sys.stdin.readline().strip()
+    if not key:
+        print("keys: no key on stdin", file=sys.stderr)
+        return 2
+    print(key_sha256(key))
+    return 0

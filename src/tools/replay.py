@@ -1,4 +1,4 @@
-"""Replay: ``python -m src.replay --config NEW.json LOG...``: what a new config would change.
+"""Replay: ``llm-gateway replay --config NEW.json LOG...``: what a new config would change.
 
 Reads telemetry logs (the gateway's JSON lines) and runs each logged request
 through the admission pipeline of the new config (routing rules, allow-lists,
@@ -319,12 +319,19 @@ def _usage(line: dict[str, Any]) -> Usage | None:
     return Usage(int(prompt or 0), int(completion or 0))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.replay", description=__doc__)
-    parser.add_argument("--config", type=Path, required=True, help="the new config")
-    parser.add_argument("--json", action="store_true", help="the report as JSON")
-    parser.add_argument("logs", type=Path, nargs="+", help="telemetry log files, oldest first")
-    args = parser.parse_args(argv)
+def add_command(commands: Any) -> None:
+    command = commands.add_parser(
+        "replay",
+        help="what a new config would have done to logged traffic",
+        description="Run logged requests through a new config's admission, calling no provider.",
+    )
+    command.add_argument("--config", type=Path, required=True, help="the new config")
+    command.add_argument("--json", action="store_true", help="the report as JSON")
+    command.add_argument("logs", type=Path, nargs="+", help="telemetry log files, oldest first")
+    command.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
     config, problems, failed = validate(args.config)
     if failed or config is None:
         print("\n".join(problems), file=sys.stderr)
@@ -333,7 +340,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = asyncio.run(Replay(config, str(args.config)).run(lines))
     print(orjson.dumps(report.as_dict()).decode() if args.json else report.text())
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

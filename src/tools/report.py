@@ -1,7 +1,7 @@
-"""``python -m src.report``: usage and cost per UTC day, client and alias, from the log files.
+"""``llm-gateway report``: usage and cost per UTC day, client and alias, from the log files.
 
-    python -m src.report                      # the config's log_file and its rotated copies
-    python -m src.report logs/gateway.log --since 2026-11-01 --until 2026-11-30 --format csv
+    llm-gateway report                      # the config's log_file and its rotated copies
+    llm-gateway report logs/gateway.log --since 2026-11-01 --until 2026-11-30 --format csv
 
 Each path named is read with its rotated copies (``<path>.N`` ... ``<path>.1``,
 then ``<path>``), oldest first, one line at a time, so the log is never loaded
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,8 +26,26 @@ from .usage import COLUMNS, UsageReport, parse_bound
 _READ_BUFFER = 1 << 20
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def add_command(commands: Any) -> None:
+    command = commands.add_parser(
+        "report",
+        help="usage and cost per day, client and alias",
+        description="Requests, errors, tokens, cost and p50/p95 latency"
+        " per UTC day, client and alias, from the gateway's log files.",
+    )
+    command.add_argument(
+        "logs", nargs="*", metavar="LOG",
+        help="log file(s); each is read with its rotated copies (default: the config's log_file)",
+    )  # fmt: skip
+    command.add_argument("--since", help="from this UTC date or date-time (inclusive)")
+    command.add_argument(
+        "--until", help="up to this UTC date (inclusive, whole day) or date-time (exclusive)"
+    )
+    command.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    command.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         since = parse_bound(args.since, end=False) if args.since else None
         until = parse_bound(args.until, end=True) if args.until else None
@@ -56,24 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m src.report",
-        description="Requests, errors, tokens, cost and p50/p95 latency"
-        " per UTC day, client and alias, from the gateway's log files.",
-    )
-    parser.add_argument(
-        "logs", nargs="*", metavar="LOG",
-        help="log file(s); each is read with its rotated copies (default: the config's log_file)",
-    )  # fmt: skip
-    parser.add_argument("--since", help="from this UTC date or date-time (inclusive)")
-    parser.add_argument(
-        "--until", help="up to this UTC date (inclusive, whole day) or date-time (exclusive)"
-    )
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    return parser
 
 
 def _files(logs: list[str]) -> list[Path]:
@@ -124,7 +123,3 @@ def _csv(rows: list[dict[str, Any]], out: TextIO) -> None:
 
 def _json(rows: list[dict[str, Any]], out: TextIO) -> None:
     out.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -104,8 +104,10 @@ def test_disconnects_close_the_upstream_and_leave_nothing_behind(
         port = int(url.rsplit(":", 1)[1])
         idle_tasks = asyncio.run_coroutine_threadsafe(_task_count(), loop).result(5)
         results = asyncio.run(_all(port, count))
-        assert wait_until(lambda: app.in_flight.count == 0, timeout=5), app.in_flight.count
-        in_flight_after = app.in_flight.count
+        assert wait_until(lambda: app.state.gateway.process_in_flight.count == 0, timeout=5), (
+            app.state.gateway.process_in_flight.count
+        )
+        in_flight_after = app.state.gateway.process_in_flight.count
         assert wait_until(
             lambda: asyncio.run_coroutine_threadsafe(_task_count(), loop).result(5) <= idle_tasks,
             timeout=5,

@@ -1,0 +1,164 @@
+"""The OpenAI-shaped and seed endpoints: each turns one route's body into the pipeline's calls.
+
+``/v1/messages`` (Anthropic's dialect) lives in ``messages_api``; the operator
+routes in ``dashboard``, ``reload`` and ``explain``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import GatewayError, InvalidRequest
+from ..observability.telemetry import CallRecord, Telemetry
+from ..pipeline import tokens
+from ..pipeline.accounting import COST_HEADER, format_usd
+from ..pipeline.gateway import Gateway
+from ..pipeline.streaming import OpenAIEncoder, open_stream
+from .dialects import OPENAI
+from .exchange import Answer, Call
+from .handling import authenticate, ceiling_of, client_for, guarded, impostor, use_case_of
+from .schemas import (
+    MAX_CLIENT_ID,
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    KeyedSeedChatRequest,
+    SeedChatRequest,
+    validate_body,
+)
+from .wire import json_response, read_json
+
+_STARTED = int(time.time())
+
+
+async def chat_completions(call: Call, request: Request) -> Answer:
+    """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
+    gateway, record = call.gateway, call.record
+    call.client = client_for(gateway, request, record)
+    body = await read_json(request, gateway.config.max_body_bytes)
+    chat = validate_body(ChatCompletionRequest, body)
+    ticket = await gateway.admit(
+        record, call.client, chat.model, tokens.prompt_tokens(body["messages"]),
+        chat.completion_budget(), body, use_case=use_case_of(request),
+        ceiling_usd=ceiling_of(request),
+    )  # fmt: skip
+    headers = {**ticket.headers, "x-request-id": record.request_id}
+    if chat.stream:
+        opened = await guarded(ticket, open_stream(gateway, record, ticket, body))
+        price = gateway.prices.price(record.provider or "", record.upstream_model or "")
+        encoder = OpenAIEncoder(chat, ticket.model, record.request_id, price)
+        return call.stream(ticket, encoder, opened, body, headers)
+    answer = await guarded(ticket, gateway.complete(record, ticket, body))
+    return json_response(answer, headers=_with_cost(headers, record))
+
+
+async def seed_chat(call: Call, request: Request) -> Answer:
+    """The gateway's own simple dialect: the caller in the body (or its API key), a flat answer."""
+    gateway, record = call.gateway, call.record
+    keyed = not gateway.identity.open
+    if keyed:
+        call.client = authenticate(gateway, request, record)
+    body = await read_json(request, gateway.config.max_body_bytes)
+    claimed = body.get("client_id") if isinstance(body, dict) else None
+    if not keyed and isinstance(claimed, str) and claimed:
+        record.client_id = claimed[:MAX_CLIENT_ID]
+    chat = validate_body(KeyedSeedChatRequest if keyed else SeedChatRequest, body)
+    if chat.stream:
+        raise InvalidRequest(
+            "/v1/chat does not stream; use /v1/chat/completions with stream=true.",
+            param="stream",
+        )
+    if call.client is None:
+        call.client = gateway.identity.default
+    elif claimed is not None and claimed != call.client.id:
+        raise impostor("The body's client_id", claimed, call.client)
+    upstream_body = {k: v for k, v in body.items() if k != "client_id"}
+    ticket = await gateway.admit(
+        record, call.client, chat.model, tokens.prompt_tokens(body["messages"]),
+        chat.completion_budget(), upstream_body, use_case=use_case_of(request),
+        ceiling_usd=ceiling_of(request),
+    )  # fmt: skip
+    answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
+    reply = {
+        "id": record.request_id,
+        "model": ticket.model,
+        "provider": record.provider,
+        "usage": answer["usage"],
+        "message": _first_message(answer),
+    }
+    headers = {**ticket.headers, "x-request-id": record.request_id}
+    return json_response(reply, headers=_with_cost(headers, record))
+
+
+async def embeddings(call: Call, request: Request) -> Answer:
+    """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
+    gateway, record = call.gateway, call.record
+    call.client = client_for(gateway, request, record)
+    body = await read_json(request, gateway.config.max_body_bytes)
+    embed = validate_body(EmbeddingsRequest, body)
+    ticket = await gateway.admit(
+        record, call.client, embed.model, embed.input_tokens(), 0, body,
+        use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=False,
+    )  # fmt: skip
+    answer = await guarded(ticket, gateway.embed(record, ticket, body))
+    headers = {**ticket.headers, "x-request-id": record.request_id}
+    return json_response(answer, headers=_with_cost(headers, record))
+
+
+async def list_models(request: Request) -> Response:
+    """The aliases the caller may use (all of them in open mode)."""
+    gateway: Gateway = request.app.state.gateway
+    identity = gateway.identity
+    try:
+        client = (
+            identity.default
+            if identity.open
+            else identity.authenticate(
+                request.headers.get("authorization"), request.headers.get("x-api-key")
+            )
+        )
+    except GatewayError as exc:
+        return OPENAI.error_response(exc)
+    data = [
+        {"id": alias, "object": "model", "created": _STARTED, "owned_by": "gateway"}
+        for alias in client.models
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+async def healthz(request: Request) -> Response:
+    """``{"status": "ok"}``; ``?verbose=1`` adds every target's breaker and lost telemetry lines."""
+    if request.query_params.get("verbose") not in {"1", "true"}:
+        return json_response({"status": "ok"})
+    gateway: Gateway = request.app.state.gateway
+    telemetry: Telemetry = request.app.state.telemetry
+    targets = gateway.router.health()
+    degraded = any(target["state"] != "closed" for target in targets)
+    return json_response(
+        {
+            "status": "degraded" if degraded else "ok",
+            "targets": targets,
+            "telemetry_lines_lost": telemetry.writer.dropped,
+        }
+    )
+
+
+def _with_cost(headers: dict[str, str], record: CallRecord) -> dict[str, str]:
+    """The answer's cost header, when its model has a price."""
+    if record.cost_usd is not None:
+        headers[COST_HEADER] = format_usd(record.cost_usd)
+    return headers
+
+
+def _first_message(answer: dict[str, Any]) -> dict[str, Any]:
+    first = answer["choices"][0] if answer["choices"] else None
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(message, dict):
+        return {"role": "assistant", "content": None}
+    reply = {"role": message.get("role", "assistant"), "content": message.get("content")}
+    if message.get("tool_calls"):
+        reply["tool_calls"] = message["tool_calls"]
+    return reply

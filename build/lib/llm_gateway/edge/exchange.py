@@ -1,0 +1,88 @@
+"""One API request from its arrival to its telemetry line: what every endpoint shares.
+
+``endpoint(path, dialect)`` wraps a handler ``(call, request) -> response``.
+The wrapper makes the ``Call`` (the gateway the request runs on, taken once so
+that a reload does not touch a running request; its telemetry record; its
+client once known), answers a refusal in the route's dialect with the
+client's limit headers, records a client that left (499) or a gateway fault
+(500), and writes the telemetry line once, unless the handler handed the
+record to a stream (``Call.stream``), which writes it when the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import GatewayError
+from ..governance.identity import Client
+from ..observability.telemetry import CallRecord, Telemetry
+from ..pipeline.gateway import Gateway, Ticket
+from ..pipeline.streaming import Encoder, OpenedStream, Relay, SSEResponse
+from .dialects import Dialect
+from .handling import refusal_headers
+from .wire import new_request_id
+
+Answer = Response | SSEResponse
+Handler = Callable[["Call", Request], Awaitable[Answer]]
+
+
+class Call:
+    __slots__ = ("client", "gateway", "record", "streaming", "telemetry")
+
+    def __init__(self, request: Request, path: str) -> None:
+        state = request.app.state
+        self.gateway: Gateway = state.gateway
+        self.telemetry: Telemetry = state.telemetry
+        self.record = CallRecord(new_request_id(), path, "anonymous")
+        self.client: Client | None = None
+        self.streaming = False
+
+    def stream(
+        self,
+        ticket: Ticket,
+        encoder: Encoder,
+        opened: OpenedStream,
+        body: dict[str, Any],
+        headers: dict[str, str],
+    ) -> SSEResponse:
+        """The streamed answer; from here on the stream owns the record and writes its line."""
+        self.streaming = True
+        relay = Relay(self.gateway, self.telemetry, self.record, ticket, encoder, opened, body)
+        return SSEResponse(relay, {**headers, "cache-control": "no-cache"})
+
+
+Route = Callable[[Request], Awaitable[Answer]]
+
+
+def endpoint(path: str, dialect: Dialect) -> Callable[[Handler], Route]:
+    def wrap(handle: Handler) -> Route:
+        async def run(request: Request) -> Answer:
+            call = Call(request, path)
+            record = call.record
+            call.gateway.enter()
+            try:
+                return await handle(call, request)
+            except GatewayError as exc:
+                headers = await refusal_headers(call.gateway, record, exc, call.client)
+                return dialect.error_response(exc, headers)
+            except asyncio.CancelledError:
+                record.status, record.outcome = 499, "client_disconnected"
+                raise
+            except BaseException:
+                record.status, record.error_type, record.outcome = 500, "internal_error", "error"
+                raise
+            finally:
+                if not call.streaming:
+                    call.gateway.leave()
+                    call.telemetry.emit(record)
+
+        # Not functools.wraps: FastAPI would read the handler's own parameters.
+        run.__name__, run.__doc__ = handle.__name__, handle.__doc__
+        return run
+
+    return wrap

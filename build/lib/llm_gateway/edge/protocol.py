@@ -1,0 +1,156 @@
+"""The HTTP server layer's guards: uvicorn's httptools protocol with a read deadline and limits.
+
+Run the gateway with it: ``uvicorn src.app:app --http src.serving:GatewayProtocol``.
+What it adds to uvicorn's own protocol, before the app sees a request:
+
+- **Read deadline**: a request's head and body must arrive within
+  ``request_read_timeout_s`` of the connection opening (or of the request's
+  first byte on a kept-alive connection). A client that sends its headers or
+  its body too slowly, or connects and sends nothing, gets ``408`` and the
+  connection is closed; the handler reading the body sees the client leave.
+- **Head size**: a request head (request line and headers) over
+  ``max_header_bytes`` gets ``431``; uvicorn's parser has no limit of its own.
+- **Envelope**: a request uvicorn cannot parse (a bad ``Content-Length``, two of
+  them, ``Content-Length`` with chunked encoding, garbage) gets ``400`` in the
+  gateway's JSON error envelope instead of uvicorn's plain text.
+
+The limits are the gateway config's; the app's lifespan sets them (``configure``)
+before the server accepts its first connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..errors import GatewayError, InvalidRequest, RequestHeadTooLarge, RequestTimeout
+from .routes import dialect_for
+
+_LINGER_S = 2.0
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    read_timeout_s = 30.0
+    max_header_bytes = 64 * 1024
+
+    @classmethod
+    def configure(cls, read_timeout_s: float, max_header_bytes: int) -> None:
+        cls.read_timeout_s = read_timeout_s
+        cls.max_header_bytes = max_header_bytes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._in_head = True
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:  # after a refusal the rest of the request is read and dropped
+            return
+        if self._in_head:
+            # Counted per read, not per header (cheap); an over-count (a body in the same
+            # read) is settled exactly in on_headers_complete. A pipelined head that
+            # arrives in the read ending the previous request is bounded by the read size.
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.max_header_bytes and not self._refused:
+            self._refuse(RequestHeadTooLarge(_too_large_head(self.max_header_bytes)))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._read_deadline is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._head_bytes > self.max_header_bytes and self._head_size() > self.max_header_bytes:
+            # Raised inside the parser's callback: the parser stops, and uvicorn answers
+            # through send_400_response, which knows why.
+            self._head_bytes = -1
+            raise _HeadTooLarge
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head, self._head_bytes = True, 0  # what comes next is the next head
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_bytes == -1:
+            self._refuse(RequestHeadTooLarge(_too_large_head(self.max_header_bytes)))
+        else:
+            self._refuse(InvalidRequest(f"Invalid HTTP request: {msg}"))
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def _arm(self) -> None:
+        self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        self._refuse(
+            RequestTimeout(
+                f"The request did not arrive within {self.read_timeout_s:g} s; send it faster."
+            )
+        )
+
+    def _refuse(self, error: GatewayError) -> None:
+        """Answer ``error`` in its path's dialect, unless an answer already started; close."""
+        self._disarm()
+        if self._refused or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            self.transport.write(_answer(error, getattr(self, "url", None)))
+        if cycle is not None and not cycle.response_complete:
+            # What connection_lost will say, said now: the app's reads see the client
+            # gone, and whatever it still sends is dropped, not written after this answer.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        # A lingering close: stop sending, but read (and drop) what the client is still
+        # sending for a moment; closing with unread data would reset the connection, and
+        # the client could lose the answer.
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self.transport.close)
+
+
+def _too_large_head(limit: int) -> str:
+    return f"The request head is larger than {limit} bytes."
+
+
+def _answer(error: GatewayError, url: bytes | None) -> bytes:
+    dialect = dialect_for(url.decode("latin-1") if url else "/")
+    body = dialect.error_bytes(error)
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (error.status, _REASONS[error.status]),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Governance: who calls (identity and keys) and what they may do (policies, redaction)."""

@@ -1,0 +1,2 @@
+"""Observability: the call record, its telemetry line and writer, metrics, the dashboard's
+rolling figures, tracing."""

@@ -1,0 +1,110 @@
+"""Refusals by rule: rate and token limits, the cost ceiling, and what shadow rules record.
+
+Every refusal by a rule carries a ``RuleInfo`` (its name in the config, its
+scope, what remains, when it resets), which the answer renders in the error
+body and in the IETF ``RateLimit-Policy``/``RateLimit`` fields. A rule in
+``shadow`` mode refuses nothing: the refusal it would have made is noted on
+the telemetry record instead (``shadow`` in the line).
+"""
+
+from __future__ import annotations
+
+from ..edge.ratelimit_fields import refusal_fields
+from ..errors import (
+    CostCeilingExceeded,
+    GatewayError,
+    InvalidRequest,
+    LimiterUnavailable,
+    RateLimited,
+    RuleInfo,
+)
+from ..governance.identity import Client
+from ..observability.telemetry import CallRecord
+from ..state.limiter import WINDOW_S, Decision
+from .accounting import format_usd
+from .quote import Quote
+
+CEILING_HEADER = "x-max-cost-usd"
+
+
+def rate_refusal(client_id: str, client: Client, decision: Decision) -> GatewayError:
+    """429 ``rate_limit_exceeded`` for the limit ``decision`` names, with its rule and fields;
+    503 ``limiter_unavailable`` when the shared limit store is down (and set to fail closed)."""
+    limits, quota = client.limits, decision.quota
+    if decision.exceeded == "unavailable":
+        return LimiterUnavailable(
+            "The rate limiter is unavailable, so the request was not served; retry shortly.",
+            headers={"retry-after": str(decision.retry_after_s)},
+        )
+    if decision.exceeded == "tokens":
+        message = (
+            f"Token rate exceeded for client_id {client_id}"
+            f" ({limits.tokens_per_minute} tokens/min)."
+        )
+        rule = RuleInfo(
+            f"{client.rate_rule}.tokens_per_minute", "tokens", f"client:{client_id}",
+            limits.tokens_per_minute, quota.remaining_tokens or 0, "tokens",
+            decision.retry_after_s, int(WINDOW_S),
+        )  # fmt: skip
+    else:
+        message = (
+            f"Request rate exceeded for client_id {client_id}"
+            f" ({limits.requests_per_minute} req/min)."
+        )
+        rule = RuleInfo(
+            f"{client.rate_rule}.requests_per_minute", "requests", f"client:{client_id}",
+            limits.requests_per_minute, quota.remaining_requests, "requests",
+            decision.retry_after_s, int(WINDOW_S),
+        )  # fmt: skip
+    error = RateLimited(message, retry_after_s=decision.retry_after_s)
+    error.rule = rule
+    return error
+
+
+def ceiling_refusal(quote: Quote, ceiling_usd: float) -> CostCeilingExceeded:
+    """400 ``cost_ceiling_exceeded``: no target of the route fits under the client's ceiling."""
+    error = CostCeilingExceeded(
+        f"The request's quote is {quote.describe()}, above its X-Max-Cost-USD"
+        f" ceiling of ${format_usd(ceiling_usd)}; no target of the model fits under it.",
+        param=CEILING_HEADER,
+    )
+    error.rule = RuleInfo(
+        "X-Max-Cost-USD", "cost_ceiling", "request", ceiling_usd, ceiling_usd, "usd-micros", None
+    )
+    return error
+
+
+def with_rule_fields(error: GatewayError, client: Client | None) -> GatewayError:
+    """Add the refusing rule's ``RateLimit-Policy``/``RateLimit`` fields to its headers."""
+    if error.rule is not None:
+        error.headers.update(refusal_fields(error.rule, client.fields if client else None))
+    return error
+
+
+def note_shadow(record: CallRecord, error: GatewayError) -> None:
+    """A shadow rule would have refused: say so on the record (and so in the telemetry line)."""
+    rule = error.rule
+    note = {
+        "rule": rule.name if rule is not None else error.type,
+        "kind": rule.kind if rule is not None else "policy",
+        "would": error.type,
+        "status": error.status,
+        "message": error.message,
+    }
+    record.note_shadow(note)
+
+
+def parse_ceiling(value: str | None) -> float | None:
+    """The ``X-Max-Cost-USD`` header as a number of dollars; 400 when it is not one."""
+    if value is None:
+        return None
+    try:
+        ceiling = float(value)
+    except ValueError:
+        ceiling = -1.0
+    if not ceiling >= 0 or ceiling == float("inf"):
+        raise InvalidRequest(
+            f"X-Max-Cost-USD must be a non-negative number of US dollars, not {value[:40]!r}.",
+            param=CEILING_HEADER,
+        )
+    return ceiling

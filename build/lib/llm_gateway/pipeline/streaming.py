@@ -1,0 +1,329 @@
+"""Streamed answers: open the upstream stream, then relay it as server-sent events.
+
+Fallbacks apply until the first byte leaves the gateway: ``open_stream`` tries
+the targets in order and pulls each one's first chunk before committing, so a
+target that fails before its first chunk costs the client nothing. After that
+the relay forwards each chunk as it arrives, framed by an ``Encoder`` for the
+client's dialect (OpenAI's ``data:`` chunks here; Anthropic's named events in
+``messages_api``). How a stream ends:
+
+- ``completed``: the upstream's stream ended properly; so does the client's
+  (OpenAI: ``[DONE]``).
+- ``upstream_error``: the upstream failed mid-stream; the client gets one
+  error event (OpenAI: an error object and no ``[DONE]``).
+- ``client_disconnected``: the client left; the upstream response is closed at
+  once, and the tokens seen so far are counted.
+- ``interrupted``: the gateway is shutting down and the drain deadline passed;
+  the client gets one error event (type ``service_unavailable``), as above.
+
+The token reservation is reconciled, the cost charged, the policies'
+response phase run and the telemetry line emitted when the stream ends,
+however it ends. The cost cannot travel in a response header (the headers
+leave before the answer); it is in the telemetry line and, on the OpenAI
+route when the client asked for usage, in the final usage chunk as
+``usage.cost_usd``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from ..config import PriceConfig
+from ..edge.schemas import ChatCompletionRequest
+from ..errors import GatewayError
+from ..observability.telemetry import CallRecord, Telemetry
+from ..providers import AttemptFailed, ChunkStream, Usage
+from ..providers.base import Chunk
+from . import accounting, tokens
+from .admission import Ticket
+from .gateway import Gateway
+from .settlement import usage_of
+
+_DONE = b"data: [DONE]\n\n"
+
+
+class OpenedStream:
+    """A committed upstream stream and its first chunk (``None`` if it sent none)."""
+
+    def __init__(
+        self, stream: ChunkStream, chunks: AsyncIterator[Chunk], first: Chunk | None
+    ) -> None:
+        self.stream = stream
+        self.chunks = chunks
+        self.first = first
+
+
+async def open_stream(
+    gateway: Gateway, record: CallRecord, ticket: Ticket, body: dict[str, Any]
+) -> OpenedStream:
+    """Try the targets until one has produced its first chunk."""
+
+    async def first_chunk(provider: Any, model: str) -> OpenedStream:
+        stream = await provider.open_stream(model, body)
+        chunks = aiter(stream)
+        try:
+            first = await anext(chunks, None)
+        except BaseException:
+            await stream.aclose()
+            raise
+        return OpenedStream(stream, chunks, first)
+
+    record.stream = True
+    try:
+        return await gateway.attempt(record, ticket, first_chunk)
+    except BaseException:
+        await gateway.settle(record, ticket, None)
+        raise
+
+
+class Encoder(Protocol):
+    """How a stream is framed for the client's dialect."""
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        """The bytes to send for one upstream chunk (empty: nothing)."""
+        ...
+
+    def end(self, usage: Usage, reported: bool) -> bytes:
+        """The bytes that end a complete stream; ``reported``: the upstream gave ``usage``."""
+        ...
+
+    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
+        """The one event that ends a stream early: its upstream failed midway (or ``kind``)."""
+        ...
+
+
+class OpenAIEncoder:
+    """OpenAI's framing: ``data: <chunk>`` events, ``[DONE]``, usage only when asked for.
+
+    ``price`` is the answering model's: the usage chunk then carries ``cost_usd``.
+    """
+
+    def __init__(
+        self,
+        request: ChatCompletionRequest,
+        model: str,
+        request_id: str,
+        price: PriceConfig | None = None,
+    ) -> None:
+        self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self._model = model
+        self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
+        self._price = price
+
+    def chunk(self, chunk: Chunk) -> bytes:
+        chunk["model"] = self._model
+        if not self._include_usage:
+            chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
+        elif self._price is not None:
+            usage = usage_of(chunk.get("usage"))
+            if usage is not None:
+                chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
+        self._chunk_id = chunk.get("id", self._chunk_id)
+        self._created = chunk.get("created", self._created)
+        if chunk.get("choices") or self._include_usage:  # the usage-only chunk only when asked
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return b""
+
+    def end(self, usage: Usage, reported: bool) -> bytes:
+        if self._include_usage and not reported:
+            usage_chunk = _usage_chunk(self._chunk_id, self._created, self._model, usage)
+            if self._price is not None:
+                usage_chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
+            return b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
+        return _DONE
+
+    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
+        return _error_event(message, kind)
+
+
+class Relay:
+    """The SSE body of one stream, and its accounting when the stream ends however it ends.
+
+    ``finish`` is idempotent and also called by ``SSEResponse`` after sending,
+    so a stream whose body was never iterated (the client left before the
+    headers went out) is still closed, counted and logged.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        telemetry: Telemetry,
+        record: CallRecord,
+        ticket: Ticket,
+        encoder: Encoder,
+        opened: OpenedStream,
+        body: dict[str, Any],
+    ) -> None:
+        self._gateway = gateway
+        self._body = body
+        self._telemetry = telemetry
+        self._record = record
+        self._ticket = ticket
+        self._opened = opened
+        self._encoder = encoder
+        self._usage: Usage | None = None
+        self._texts: list[str] = []
+        self._ended = False
+        self._finished = False
+
+    async def events(self) -> AsyncIterator[bytes]:
+        record, texts, encoder = self._record, self._texts, self._encoder
+        try:
+            chunk = self._opened.first
+            while chunk is not None:
+                self._usage = usage_of(chunk.get("usage")) or self._usage
+                _collect_text(chunk.get("choices"), texts)
+                data = encoder.chunk(chunk)
+                if data:
+                    if record.ttft_ms is None:
+                        record.ttft_ms = _elapsed_ms(record)
+                    yield data
+                chunk = await anext(self._opened.chunks, None)
+            reported = self._usage is not None
+            self._usage = self._usage or _approximate(self._ticket, texts)
+            self._ended = True
+            yield encoder.end(self._usage, reported)
+        except AttemptFailed as exc:
+            self._ended = True
+            record.outcome, record.status, record.error_type = (
+                "upstream_error",
+                502,
+                "upstream_error",
+            )
+            yield encoder.failed(f"The upstream stream failed: {exc.message}.")
+        finally:
+            await self.finish()
+
+    def interrupt(self, message: str) -> bytes:
+        """End the stream for the gateway's own reason (shutdown): the error event to send.
+
+        Recorded as ``interrupted`` (503) before the sending task is cancelled,
+        so ``finish`` logs it as such rather than as a client leaving.
+        """
+        self._ended = True
+        record = self._record
+        record.outcome, record.status, record.error_type = (
+            "interrupted",
+            503,
+            "service_unavailable",
+        )
+        return self._encoder.failed(message, "service_unavailable")
+
+    async def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        record = self._record
+        if not self._ended:
+            record.outcome = "client_disconnected"
+        gateway = self._gateway
+        try:
+            await self._opened.stream.aclose()
+        finally:
+            try:
+                usage = self._usage or _approximate(self._ticket, self._texts)
+                await gateway.settle(record, self._ticket, usage)
+                try:
+                    text = "".join(self._texts)
+                    await gateway.after(record, self._ticket, self._body, None, text)
+                except GatewayError as exc:
+                    # The answer has been sent: a response-phase refusal can only be recorded.
+                    record.error_type = exc.type
+            finally:
+                gateway.leave()
+                self._telemetry.emit(record)
+
+
+class SSEResponse:
+    """The ASGI response of a stream: events out as they come, upstream cut when the client leaves.
+
+    A watcher task waits for the server's ``http.disconnect`` and cancels the
+    sending task, which is then awaiting the upstream or the client: the
+    relay's ``finish`` closes the upstream at once. (Plain asyncio tasks
+    rather than an anyio task group per stream: same behaviour, less work.)
+    """
+
+    def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
+        self._relay = relay
+        self._headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
+        self._disconnected = False
+        self._sender: asyncio.Task[None] | None = None
+        self._last_event: bytes | None = None
+
+    def interrupt(self, message: str) -> None:
+        """End this stream now with one error event (the gateway is shutting down)."""
+        if self._sender is None or self._last_event is not None or self._disconnected:
+            return
+        self._last_event = self._relay.interrupt(message)
+        self._sender.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = self._sender = asyncio.current_task()
+        assert sender is not None
+        watcher = asyncio.create_task(self._watch(receive, sender))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            async for event in self._relay.events():
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if self._disconnected:
+                sender.uncancel()  # our own cancellation: the client left, nothing more to do
+            elif self._last_event is not None:
+                sender.uncancel()  # our own cancellation: interrupted, say so and end
+                await send({"type": "http.response.body", "body": self._last_event})
+            else:
+                raise
+        except OSError:
+            pass  # the connection broke under a send: the client is gone
+        finally:
+            watcher.cancel()
+            await self._relay.finish()
+
+    async def _watch(self, receive: Receive, sender: asyncio.Task[None]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._disconnected = True
+        sender.cancel()
+
+
+def _collect_text(choices: object, texts: list[str]) -> None:
+    if not isinstance(choices, list):
+        return
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+            texts.append(delta["content"])
+
+
+def _approximate(ticket: Ticket, texts: list[str]) -> Usage:
+    return Usage(ticket.prompt_estimate, tokens.completion_tokens("".join(texts)))
+
+
+def _usage_chunk(chunk_id: str, created: int, alias: str, usage: Usage) -> dict[str, Any]:
+    return {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": alias,
+        "choices": [],
+        "usage": usage.as_dict(),
+    }
+
+
+def _error_event(message: str, kind: str) -> bytes:
+    error = {"error": {"type": kind, "message": message, "param": None, "code": None}}
+    return b"data: " + orjson.dumps(error) + b"\n\n"
+
+
+def _elapsed_ms(record: CallRecord) -> float:
+    return round((time.perf_counter() - record.started) * 1000, 3)

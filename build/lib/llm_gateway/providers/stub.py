@@ -1,0 +1,106 @@
+"""Stub mode: a provider whose key variable is unset answers with a canned text.
+
+Embeddings are deterministic pseudo-vectors (16 numbers, or ``dimensions``).
+It lets the routing, limiting and telemetry pipeline run with no provider at
+all, and reports no usage, so the gateway's approximation applies as it would
+to any upstream that reports none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .base import Chunk
+
+STUB_TEXT = (
+    "This is a stub response from the gateway. Configure a valid API key to get real completions."
+)
+_STREAM_PIECES = 6
+_STUB_DIMS = 16
+
+
+class StubProvider:
+    stub = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": _stub_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": STUB_TEXT, "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+        }
+
+    async def embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One deterministic vector per input (the same input, the same vector)."""
+        inputs = body.get("input")
+        items: list[Any] = (
+            inputs if isinstance(inputs, list) and inputs and not _is_tokens(inputs) else [inputs]
+        )
+        dimensions = body.get("dimensions")
+        size = dimensions if isinstance(dimensions, int) else _STUB_DIMS
+        data = [
+            {"object": "embedding", "index": i, "embedding": _vector(repr(item), size)}
+            for i, item in enumerate(items)
+        ]
+        return {"object": "list", "data": data, "model": model}
+
+    async def open_stream(self, model: str, body: dict[str, Any]) -> _StubStream:
+        return _StubStream(model)
+
+
+def _is_tokens(inputs: list[Any]) -> bool:
+    return all(isinstance(item, int) for item in inputs)
+
+
+def _vector(text: str, size: int) -> list[float]:
+    seed = hashlib.sha256(text.encode()).digest()
+    return [round(seed[i % len(seed)] / 255 - 0.5, 6) for i in range(size)]
+
+
+def _stub_id() -> str:
+    return "chatcmpl-stub" + os.urandom(6).hex()
+
+
+class _StubStream:
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._id = _stub_id()
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        created = int(time.time())
+        words = STUB_TEXT.split(" ")
+        size = -(-len(words) // _STREAM_PIECES)
+        pieces = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+        for index, piece in enumerate(pieces):
+            delta: dict[str, Any] = {"content": piece if index == 0 else " " + piece}
+            if index == 0:
+                delta["role"] = "assistant"
+            yield self._chunk(created, delta, None)
+        yield self._chunk(created, {}, "stop")
+
+    def _chunk(self, created: int, delta: dict[str, Any], finish: str | None) -> Chunk:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+
+    async def aclose(self) -> None:
+        return None
