@@ -231,3 +231,18 @@ def test_the_examples_run_as_printed(path: Path, gateway: str, scratch: Path) ->
                 f"\n--- stderr\n{result.stderr}"
             )
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """The folder list is written once, in docs/architecture.md; a new module needs its line."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    tree = page[page.index("```text\nsrc/") : page.index("```", page.index("```text\nsrc/") + 8)]
+    missing = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "src").rglob("*"))
+        if path.suffix in (".py", ".html")
+        and path.name != "__init__.py"
+        and "__pycache__" not in path.parts
+        and path.name not in tree
+    ]
+    assert not missing, f"docs/architecture.md's folder list lacks {missing}"

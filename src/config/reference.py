@@ -109,7 +109,8 @@ def _type(annotation: Any, anchors: dict[type[BaseModel], str]) -> str:
     if origin is typing.Literal:
         return " or ".join(f"`{json.dumps(value)}`" for value in args)
     if origin is list:
-        return f"list of {_type(args[0], anchors)}"
+        item = _type(args[0], anchors)
+        return f"list of {item}s" if item in ("string", "integer", "number") else f"list of {item}"
     if origin is dict:
         return f"object: name → {_type(args[1], anchors)}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
