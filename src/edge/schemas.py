@@ -70,7 +70,7 @@ class EmbeddingsRequest(BaseModel):
     dimensions: int | None = Field(default=None, ge=1)
 
     def input_tokens(self) -> int:
-        """The approximation of FR-060 for strings; token arrays count their length."""
+        """The token approximation for strings; token arrays count their length."""
         items = self.input if isinstance(self.input, list) else [self.input]
         total = 0
         for item in items:

@@ -41,7 +41,7 @@ Phase = Literal["request", "response"]
 
 @dataclass(slots=True)
 class HookEvent:
-    """What a Python hook sees. SPEC.md states the contract (FR-746).
+    """What a Python hook sees. SPEC.md states the contract (Governance, Policies).
 
     In the ``request`` phase ``body`` is the body about to be sent upstream and
     may be changed in place. In the ``response`` phase ``answer`` is the

@@ -3,7 +3,7 @@
 Every figure comes from the record at ``Telemetry.emit``, so metrics count
 exactly the requests the log counts. The children of each label combination
 are looked up once and cached, so a request costs a dictionary lookup and a
-few increments (see README, Observability, for the measured cost).
+few increments (docs/performance.md has the measured cost).
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (several uvicorn workers), prometheus-
 client keeps each process's values in files there and ``render`` merges them:

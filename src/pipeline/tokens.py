@@ -1,6 +1,6 @@
 """Approximate token counts, for when an upstream reports no usage (stub mode).
 
-The rule, also in README and SPEC.md: a message counts the whitespace-separated
+The rule, also stated in SPEC.md (Token counting): a message counts the whitespace-separated
 words of its text plus one for its role; a completion counts the words of its
 text. It is deliberately simple and deterministic; it over-counts code and
 under-counts long words, and it is only used where no real figure exists.
