@@ -32,8 +32,9 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 INTRO = """\
 # Configuration
 
-The config is one JSON file, read at start-up from the path in `GATEWAY_CONFIG`
-(default `config/example.config.json`; see [Getting started](getting-started.md)).
+The config is one JSON file, read at start-up from the path `--config` or
+`GATEWAY_CONFIG` names (default `config/example.config.json`; see
+[Getting started](getting-started.md)), and again on [reload](operations.md#reload).
 Every field the gateway accepts is below, with its type, bounds, default and
 meaning; any other field is refused, so a typo stops start-up with a line naming
 it. Keys are never in the file: a provider names the environment variable that
@@ -97,24 +98,25 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _type(annotation: Any, anchors: dict[type[BaseModel], str]) -> str:
+def _type(annotation: Any, sections: dict[type[BaseModel], str]) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
-        return _type(args[0], anchors)
+        return _type(args[0], sections)
     if origin in (typing.Union, types.UnionType):
-        kinds = [_type(arg, anchors) for arg in args if arg is not type(None)]
+        kinds = [_type(arg, sections) for arg in args if arg is not type(None)]
         if type(None) in args:
             kinds.append("`null`")
         return " or ".join(kinds)
     if origin is typing.Literal:
         return " or ".join(f"`{json.dumps(value)}`" for value in args)
     if origin is list:
-        item = _type(args[0], anchors)
+        item = _type(args[0], sections)
         return f"list of {item}s" if item in ("string", "integer", "number") else f"list of {item}"
     if origin is dict:
-        return f"object: name → {_type(args[1], anchors)}"
+        return f"object: name → {_type(args[1], sections)}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return f"[object](#{anchors[annotation]})" if annotation in anchors else "object"
+        path = sections.get(annotation)
+        return f"object [`{path}`](#{_anchor(path)})" if path else "object"
     names = {bool: "boolean", int: "integer", float: "number", str: "string"}
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
@@ -171,7 +173,7 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
 def render() -> str:
     """The whole reference page, as markdown."""
     sections = _sections()
-    anchors = {model: _anchor(path) for path, model in sections if path}
+    paths = {model: path for path, model in sections if path}
     lines = [INTRO]
     for path, model in sections:
         lines.append(f"## `{path}`" if path else "## Top level")
@@ -183,7 +185,7 @@ def render() -> str:
             if not field.description:
                 where = f"{path}.{name}" if path else name
                 raise ValueError(f"config field {where} has no docstring")
-            kind = _type(field.annotation, anchors)
+            kind = _type(field.annotation, paths)
             bounds = _bounds(field)
             cells = [
                 f"`{name}`",
