@@ -11,7 +11,7 @@ name must be one the models accept.
 The code side is introspected, never listed by hand: the routes of the app
 ``create_app`` builds for every config in ``config/`` (FastAPI's routes plus
 the chat routes ``GatewayApp`` dispatches directly), every ``GatewayError``
-subclass in any module of ``src`` and the refusals of the HTTP layer, every
+subclass in any module of ``src``, every
 field the pydantic config models accept, and the keys of a real telemetry
 line. Each check runs both ways where the code side is complete, so a change
 on either side alone fails here with a message saying what to add or remove.
@@ -33,7 +33,6 @@ import src
 from src.config import GatewayConfig, load_config
 from src.config.reference import field_paths
 from src.edge.app import GatewayApp, create_app
-from src.edge.protocol import _TYPES as HTTP_LAYER_TYPES
 from src.errors import GatewayError
 from tests.conftest import UPSTREAM, chat_body, completion, log_lines, make_config
 
@@ -160,18 +159,12 @@ def error_classes() -> list[type[GatewayError]]:
 
 
 def code_error_types() -> dict[str, list[int]]:
-    """Error type -> the statuses its classes declare (a class setting it per instance declares none).
-
-    The HTTP layer's own refusals (408, 431, unparsable requests) come before
-    the app and are no ``GatewayError``; their types are added from its table.
-    """
+    """Error type -> the statuses its classes declare (a class setting it per instance declares none)."""
     types_: dict[str, list[int]] = {}
     for cls in error_classes():
         statuses = types_.setdefault(cls.type, [])
         if "status" in vars(cls):
             statuses.append(cls.status)
-    for status, error_type in HTTP_LAYER_TYPES.items():
-        types_.setdefault(error_type, []).append(status)
     return types_
 
 

@@ -1,2 +1,0 @@
-"""Observability: the call record, its telemetry line and writer, metrics, the dashboard's
-rolling figures, tracing."""
