@@ -7,29 +7,20 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.support import ROOT
+from tests.support.configs import example_config
 
 pytestmark = pytest.mark.slow
 
 
-def write(tmp_path: Path, data: object) -> Path:
+def test_server_refuses_to_start_on_a_bad_config_with_one_line(tmp_path):
+    data = example_config()
+    data["rate_limit"] = {"requests_per_minute": 0}
     path = tmp_path / "gw.json"
     path.write_text(json.dumps(data))
-    return path
-
-
-def good() -> dict:
-    return json.loads((ROOT / "config/example.config.json").read_text())
-
-
-def test_server_refuses_to_start_on_a_bad_config_with_one_line(tmp_path):
-    data = good()
-    data["rate_limit"] = {"requests_per_minute": 0}
-    path = write(tmp_path, data)
     result = subprocess.run(
         [sys.executable, "-c", "import src.app; src.app.app"],
         cwd=ROOT,

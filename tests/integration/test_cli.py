@@ -15,6 +15,7 @@ import pytest
 
 from src.cli import parser
 from tests.support import ROOT
+from tests.support.configs import example_config
 from tests.support.gateway import GatewayProcess
 from tests.support.loopback import free_port
 
@@ -46,7 +47,7 @@ def test_help_lists_every_operator_subcommand():
 
 @pytest.mark.slow
 def test_serve_answers_the_seed_request_with_the_gateways_own_http_layer(tmp_path):
-    config = json.loads((ROOT / "config/example.config.json").read_text())
+    config = example_config()
     config["log_file"] = str(tmp_path / "gateway.log")
     with GatewayProcess(config, tmp_path, unset=("OPENAI_API_KEY",)) as gateway:
         answer = httpx.post(f"{gateway.base_url}/v1/chat", json=SEED_BODY, timeout=10).json()

@@ -74,7 +74,7 @@ def messages(marker: str) -> list[dict[str, str]]:
 
 
 def received(upstream: FakeUpstream, marker: str) -> Received:
-    found = [r for r in upstream.requests if marker in r.raw_body.decode()]
+    found = [r for r in upstream.requests if f"({marker})" in r.raw_body.decode()]
     assert len(found) == 1, f"expected one upstream request tagged {marker}, got {len(found)}"
     return found[0]
 

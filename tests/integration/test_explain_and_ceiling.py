@@ -18,6 +18,9 @@ from tests.support.gateway import running_gateway
 pytestmark = pytest.mark.slow
 
 ACME, BETA, ADMIN = "sk-acme-explain-1", "sk-beta-explain-1", "admin-explain-key"
+# The ceiling tests spend as a client of their own, so acme's counts are whole for the explain
+# test whatever the order.
+SPENDER = "sk-spender-explain-1"
 PRICES = {
     "big": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 30.0},
     "small": {"input_usd_per_mtok": 0.1, "output_usd_per_mtok": 0.4},
@@ -51,6 +54,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dic
             "acme": {"key_sha256": _hash(ACME), "budget": {"usd_per_day": 5},
                      "rate_limit": {"requests_per_minute": 50, "tokens_per_minute": 100000}},
             "beta": {"key_sha256": _hash(BETA), "tags": {"team": "b"}},
+            "spender": {"key_sha256": _hash(SPENDER)},
         },
         policies=[
             {"name": "log-acme", "action": "log_payload", "match": {"client": "acme"}},
@@ -59,8 +63,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dic
         admin_key_env="GW_TEST_EXPLAIN_ADMIN",
     )  # fmt: skip
     with running_gateway(config, home, env={"GW_TEST_EXPLAIN_ADMIN": ADMIN}) as gateway:
-        base = gateway.base_url
-        yield base, config
+        yield gateway.base_url, config
 
 
 def _post(base: str, path: str, key: str, body: Any = BODY, **headers: str) -> httpx.Response:
@@ -143,7 +146,7 @@ def test_the_admin_key_explains_any_client_and_sees_every_rule(gateway: Any) -> 
 def test_a_ceiling_between_the_targets_routes_to_the_cheaper_one(gateway: Any) -> None:
     base, config = gateway
     ceiling = f"{(SMALL + BIG) / 2:.6f}"
-    answers = [_post(base, "/v1/chat/completions", ACME, **{"x-max-cost-usd": ceiling})
+    answers = [_post(base, "/v1/chat/completions", SPENDER, **{"x-max-cost-usd": ceiling})
                for _ in range(8)]  # fmt: skip
     assert {a.status_code for a in answers} == {200}
     served = {_line(config, a.headers["x-request-id"])["upstream_model"] for a in answers}
@@ -152,7 +155,7 @@ def test_a_ceiling_between_the_targets_routes_to_the_cheaper_one(gateway: Any) -
 
 def test_a_ceiling_below_every_target_is_refused_before_any_upstream_call(gateway: Any) -> None:
     base, config = gateway
-    answer = _post(base, "/v1/chat/completions", ACME, **{"x-max-cost-usd": "0.0001"})
+    answer = _post(base, "/v1/chat/completions", SPENDER, **{"x-max-cost-usd": "0.0001"})
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["type"] == "cost_ceiling_exceeded"
@@ -164,6 +167,6 @@ def test_a_ceiling_below_every_target_is_refused_before_any_upstream_call(gatewa
 
 def test_a_malformed_ceiling_is_a_clear_400(gateway: Any) -> None:
     base, _ = gateway
-    answer = _post(base, "/v1/chat/completions", ACME, **{"x-max-cost-usd": "cheap"})
+    answer = _post(base, "/v1/chat/completions", SPENDER, **{"x-max-cost-usd": "cheap"})
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "x-max-cost-usd"

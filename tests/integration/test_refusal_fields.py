@@ -1,4 +1,4 @@
-"""One clear refusal, end to end through uvicorn: every refusal by a rule names it, its scope,
+"""One clear refusal, end to end through a gateway process: every refusal by a rule names it, its scope,
 what remains and when it resets, in the body and in the IETF RateLimit fields."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from tests.support.gateway import running_gateway
 pytestmark = pytest.mark.slow
 
 KEY, PAYER = "sk-refusals-acme-1", "sk-refusals-payer-1"
+# Clients of their own for the tests that count remaining requests: any order gives the same counts.
+COUNTED, STREAMED = "sk-refusals-counted-1", "sk-refusals-streamed-1"
 CHAT = {"model": "default-chat", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -29,14 +31,15 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pricing={"openai": {"gold": {"input_usd_per_mtok": 1e6, "output_usd_per_mtok": 0}}},
         rate_limit={"requests_per_minute": 3, "tokens_per_minute": 100000},
         clients={"acme": {"key_sha256": hashlib.sha256(KEY.encode()).hexdigest()},
+                 "counted": {"key_sha256": hashlib.sha256(COUNTED.encode()).hexdigest()},
+                 "streamed": {"key_sha256": hashlib.sha256(STREAMED.encode()).hexdigest()},
                  "payer": {"key_sha256": hashlib.sha256(PAYER.encode()).hexdigest(),
                            "budget": {"usd_per_day": 1}}},
         policies=[{"name": "no-poems", "action": "block_pattern", "patterns": ["poem"],
                    "match": {"alias": "default-chat"}}],
     )  # fmt: skip
     with running_gateway(config, home) as gateway:
-        url = gateway.base_url
-        yield url
+        yield gateway.base_url
 
 
 def _chat(base: str, path: str, body: dict[str, Any], key: str = KEY) -> httpx.Response:
@@ -45,7 +48,7 @@ def _chat(base: str, path: str, body: dict[str, Any], key: str = KEY) -> httpx.R
 
 
 def test_answers_carry_the_ietf_fields_beside_the_x_ratelimit_ones(base: str) -> None:
-    answer = _chat(base, "/v1/chat/completions", CHAT)
+    answer = _chat(base, "/v1/chat/completions", CHAT, COUNTED)
     assert answer.status_code == 200
     assert answer.headers["x-ratelimit-remaining-requests"] == "2"
     assert answer.headers["ratelimit-policy"] == (
@@ -56,8 +59,9 @@ def test_answers_carry_the_ietf_fields_beside_the_x_ratelimit_ones(base: str) ->
 
 
 def test_streamed_answers_carry_them_too(base: str) -> None:
+    assert _chat(base, "/v1/chat/completions", CHAT, STREAMED).status_code == 200
     with httpx.stream("POST", base + "/v1/chat/completions", json={**CHAT, "stream": True},
-                      headers={"authorization": f"Bearer {KEY}"}, timeout=10) as answer:  # fmt: skip
+                      headers={"authorization": f"Bearer {STREAMED}"}, timeout=10) as answer:  # fmt: skip
         assert answer.status_code == 200
         assert answer.headers["ratelimit"].startswith('"rate_limit.requests_per_minute";r=1')
         assert "ratelimit-policy" in answer.headers

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from src.config import GatewayConfig, parse_config
+from tests.support import ROOT
 
 UPSTREAM = "http://upstream.test/v1"
 PROVIDER_KEY = "sk-Qz7f3a9c1e5b2d4086Xw"
@@ -50,6 +51,12 @@ def stub_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "log_file": str(tmp_path / "logs" / "gateway.log"),
         **overrides,
     }
+
+
+def example_config() -> dict[str, Any]:
+    """The repository's ``config/example.config.json``, the seed's config, as data."""
+    data: dict[str, Any] = json.loads((ROOT / "config" / "example.config.json").read_text())
+    return data
 
 
 def log_lines(config: GatewayConfig) -> list[dict[str, Any]]:

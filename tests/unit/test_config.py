@@ -9,16 +9,13 @@ import pytest
 
 from src.config import ConfigError, load_config
 from tests.support import ROOT
+from tests.support.configs import example_config
 
 
 def write(tmp_path: Path, data: object) -> Path:
     path = tmp_path / "gw.json"
     path.write_text(json.dumps(data))
     return path
-
-
-def good() -> dict:
-    return json.loads((ROOT / "config/example.config.json").read_text())
 
 
 def test_example_config_has_the_seed_names():
@@ -30,14 +27,14 @@ def test_example_config_has_the_seed_names():
 
 
 def test_config_path_comes_from_gateway_config(tmp_path, monkeypatch):
-    data = good()
+    data = example_config()
     data["rate_limit"]["requests_per_minute"] = 7
     monkeypatch.setenv("GATEWAY_CONFIG", str(write(tmp_path, data)))
     assert load_config().rate_limit.requests_per_minute == 7
 
 
 def test_unknown_field_is_refused_naming_it(tmp_path):
-    data = good()
+    data = example_config()
     data["providers"]["openai"]["api_key"] = "sk-inline"
     path = write(tmp_path, data)
     with pytest.raises(ConfigError) as err:
@@ -47,7 +44,7 @@ def test_unknown_field_is_refused_naming_it(tmp_path):
 
 
 def test_alias_naming_an_unknown_provider_is_refused(tmp_path):
-    data = good()
+    data = example_config()
     data["aliases"]["default-chat"]["fallbacks"] = [{"provider": "ghost", "model": "m"}]
     with pytest.raises(
         ConfigError,
@@ -57,7 +54,7 @@ def test_alias_naming_an_unknown_provider_is_refused(tmp_path):
 
 
 def test_wrong_type_names_the_field(tmp_path):
-    data = good()
+    data = example_config()
     data["rate_limit"]["requests_per_minute"] = "many"
     with pytest.raises(ConfigError, match=r"rate_limit\.requests_per_minute"):
         load_config(write(tmp_path, data))
