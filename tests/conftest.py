@@ -81,14 +81,14 @@ async def gateway_client(
 
 @pytest.fixture
 def fake_upstream() -> Iterator[FakeUpstream]:
-    """The loopback fake provider (``tests/support/upstream.py``), started."""
+    """The loopback fake provider (``tests/support/upstream/``), started."""
     with FakeUpstream() as server:
         yield server
 
 
 @pytest.fixture
 def launch_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    """``launch_gateway(config, **options)`` → a started ``GatewayProcess``, stopped after the test."""
+    """``launch_gateway(config, **options)``: a started ``GatewayProcess``, stopped at the end."""
     started: list[GatewayProcess] = []
 
     def launch(config: dict[str, Any] | Path, **options: Any) -> GatewayProcess:
@@ -103,7 +103,7 @@ def launch_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
 
 @pytest.fixture(scope="session")
 def validate_schema() -> Validate:
-    """``validate_schema(instance, "CreateChatCompletionResponse")`` against OpenAI's description."""
+    """``validate_schema(instance, "CreateChatCompletionResponse")``: OpenAI's description."""
     return openai_validator()
 
 

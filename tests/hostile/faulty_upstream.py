@@ -1,4 +1,4 @@
-"""The hostile suite's former names for the one fake upstream, ``tests/support/upstream.py``.
+"""The hostile suite's former names for the one fake upstream, ``tests/support/upstream/``.
 
 New code imports from there: ``FakeUpstream`` (was ``FaultyUpstream``),
 ``Received`` (was ``Attempt``), ``directive``, ``ACTIONS`` and ``action`` (to

@@ -1,7 +1,7 @@
 """Streamed chat completions, through a real gateway socket to a real fake upstream.
 
 The gateway runs under uvicorn in a thread (``serve_in_thread``) and calls the fake
-upstream (``tests/support/upstream.py``) over loopback through its real aiohttp
+upstream (``tests/support/upstream/``) over loopback through its real aiohttp
 transport, so framing, buffering, timing and connection closes are the real ones.
 """
 

@@ -14,7 +14,7 @@ PROVIDER_KEY = "sk-Qz7f3a9c1e5b2d4086Xw"
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> GatewayConfig:
-    """A config with provider ``primary`` (keyed) and ``secondary`` (keyless) at the respx upstream."""
+    """Provider ``primary`` (keyed) and ``secondary`` (keyless), both at the respx upstream."""
     data: dict[str, Any] = {
         "providers": {
             "primary": {
