@@ -1,9 +1,8 @@
-"""Shared fixtures: configs, the app in-process with its lifespan, and a respx upstream."""
+"""Fixtures every folder shares: the app in-process with respx, Redis, a gateway process, the fake
+upstream, OpenAI's schemas; and the markers derived from the fixtures a test uses."""
 
 from __future__ import annotations
 
-import json
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,40 +11,36 @@ import httpx
 import pytest
 import respx
 
-from src.config import GatewayConfig, parse_config
+from src.config import GatewayConfig
 from src.edge.app import create_app
-from tests import redis_support
+from tests.support import redis_servers
+from tests.support.gateway import GatewayProcess
+from tests.support.loopback import free_port
+from tests.support.schema import Validate, openai_validator
+from tests.support.upstream import FakeUpstream
 
-UPSTREAM = "http://upstream.test/v1"
-PROVIDER_KEY = "sk-Qz7f3a9c1e5b2d4086Xw"
-SCHEMA_PATH = Path(__file__).parent / "fixtures" / "openai-chat-subset.json"
+# Re-exported: older modules import these helpers from here; new ones import tests.support.
+from tests.support.configs import PROVIDER_KEY as PROVIDER_KEY  # isort: skip
+from tests.support.configs import UPSTREAM as UPSTREAM  # isort: skip
+from tests.support.configs import log_lines as log_lines  # isort: skip
+from tests.support.configs import make_config as make_config  # isort: skip
+from tests.support.payloads import chat_body as chat_body  # isort: skip
+from tests.support.payloads import completion as completion  # isort: skip
+
+_REDIS_FIXTURES = {"redis_url", "redis_prefix", "redis_server"}
 
 
-def make_config(tmp_path: Path, **overrides: Any) -> GatewayConfig:
-    """A config with provider ``primary`` (keyed) and ``secondary`` (keyless) at the respx upstream."""
-    data: dict[str, Any] = {
-        "providers": {
-            "primary": {
-                "type": "openai",
-                "base_url": UPSTREAM,
-                "api_key_env": "TEST_PRIMARY_KEY",
-                "timeout_s": 2,
-            },
-            "secondary": {"type": "openai", "base_url": "http://secondary.test/v1", "timeout_s": 2},
-        },
-        "aliases": {
-            "default-chat": {
-                "provider": "primary",
-                "model": "up-model-a",
-                "fallbacks": [{"provider": "secondary", "model": "up-model-b"}],
-            },
-            "solo": {"provider": "primary", "model": "up-model-a"},
-        },
-        "rate_limit": {"requests_per_minute": 1000},
-        "log_file": str(tmp_path / "logs" / "gateway.log"),
-    }
-    data.update(overrides)
-    return parse_config(data)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``redis`` every test that uses a Redis fixture or runs the Redis variant of ``state``;
+    mark ``slow`` too every test that starts a ``redis-server`` of its own."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        variant = callspec.params.get("state") if callspec is not None else None
+        if names & _REDIS_FIXTURES or variant == "redis":
+            item.add_marker(pytest.mark.redis)
+        if "redis_server" in names:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -56,6 +51,7 @@ def provider_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def upstream() -> respx.MockRouter:
+    """The network edge of the app in-process: routes set per test, nothing else reachable."""
     return respx.MockRouter(assert_all_called=False)
 
 
@@ -83,79 +79,46 @@ async def gateway_client(
         await lifespan.__aexit__(None, None, None)
 
 
-def completion(
-    content: str = "Hello there.", *, model: str = "up-model-a", usage: bool = True
-) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "id": "chatcmpl-up1",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-    }
-    if usage:
-        answer["usage"] = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
-    return answer
+@pytest.fixture
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """The loopback fake provider (``tests/support/upstream/``), started."""
+    with FakeUpstream() as server:
+        yield server
 
 
-def chat_body(content: str = "hi", **extra: Any) -> dict[str, Any]:
-    return {"model": "default-chat", "messages": [{"role": "user", "content": content}], **extra}
+@pytest.fixture
+def launch_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """``launch_gateway(config, **options)``: a started ``GatewayProcess``, stopped at the end."""
+    started: list[GatewayProcess] = []
 
+    def launch(config: dict[str, Any] | Path, **options: Any) -> GatewayProcess:
+        gateway = GatewayProcess(config, tmp_path, **options)
+        started.append(gateway)
+        return gateway.start()
 
-def log_lines(config: GatewayConfig) -> list[dict[str, Any]]:
-    path = Path(config.log_file)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    yield launch
+    for gateway in started:
+        gateway.stop()
 
 
 @pytest.fixture(scope="session")
-def openai_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
-
-
-@pytest.fixture(scope="session")
-def validate_schema(openai_schema: dict[str, Any]) -> Callable[[Any, str], None]:
-    """``validate_schema(instance, "CreateChatCompletionResponse")`` against OpenAI's description."""
-    import jsonschema
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    resource = Resource.from_contents(openai_schema, default_specification=DRAFT202012)
-    registry = Registry().with_resource("urn:openai", resource)
-
-    def validate(instance: Any, name: str) -> None:
-        schema = {"$ref": f"urn:openai#/components/schemas/{name}"}
-        jsonschema.Draft202012Validator(schema, registry=registry).validate(instance)
-
-    return validate
+def validate_schema() -> Validate:
+    """``validate_schema(instance, "CreateChatCompletionResponse")``: OpenAI's description."""
+    return openai_validator()
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis that answers: ``REDIS_URL``, else a private ``redis-server`` for the session."""
-    if redis_support.answers(redis_support.REDIS_URL):
-        yield redis_support.REDIS_URL
+    if redis_servers.answers(redis_servers.REDIS_URL):
+        yield redis_servers.REDIS_URL
         return
-    if not redis_support.has_redis_server():
-        redis_support.unavailable(
-            f"no Redis answers at {redis_support.REDIS_URL} and no redis-server on PATH:"
-            f" {redis_support.HOW_TO_GET_ONE}"
+    if not redis_servers.has_redis_server():
+        redis_servers.unavailable(
+            f"no Redis answers at {redis_servers.REDIS_URL} and no redis-server on PATH:"
+            f" {redis_servers.HOW_TO_GET_ONE}"
         )
-    server = redis_support.RedisServer(redis_support.redis_server_binary(), free_port())
+    server = redis_servers.RedisServer(redis_servers.redis_server_binary(), free_port())
     server.start()
     yield server.url
     server.stop()
@@ -164,13 +127,13 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix for this test alone; its keys are deleted afterwards."""
-    yield from redis_support.prefix_for(redis_url)
+    yield from redis_servers.prefix_for(redis_url)
 
 
 @pytest.fixture
-def redis_server() -> Iterator[redis_support.RedisServer]:
+def redis_server() -> Iterator[redis_servers.RedisServer]:
     """A private ``redis-server`` on a free port, for tests that stop and restart it."""
-    server = redis_support.RedisServer(redis_support.redis_server_binary(), free_port())
+    server = redis_servers.RedisServer(redis_servers.redis_server_binary(), free_port())
     server.start()
     yield server
     server.stop()

@@ -1,8 +1,10 @@
-"""Fixtures of the hostile suite: one faulty upstream, one sentinel, one gateway process.
+"""Fixtures of the hostile suite: one fake upstream, one sentinel, the shared gateway processes,
+and the canary scan of what each test made the gateway say.
 
-Figures: tests report what they measured with ``figures.record``; when
-``HOSTILE_FIGURES`` names a file, the session writes them there as JSON
-(``python -m tests.hostile.report`` does that and prints the table of docs/reliability.md).
+Figures: tests report what they measured with ``figures.record`` (or ``add``,
+to sum over tests); when ``HOSTILE_FIGURES`` names a file, the session writes
+them there as JSON (``python -m tests.hostile.report`` does that and prints
+the table of docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -15,8 +17,18 @@ from typing import Any
 
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream, Sentinel
-from tests.hostile.harness import Exposure, HostileGateway, gateway_config, keyed
+from tests.hostile.harness import (
+    CANARIES,
+    Exposure,
+    gateway_config,
+    hostile_gateway,
+    keyed,
+    leaks,
+    secret_forms,
+)
+from tests.support.gateway import GatewayProcess
+from tests.support.loopback import Sentinel
+from tests.support.upstream import FakeUpstream
 
 FIGURES: dict[str, dict[str, Any]] = {}
 
@@ -47,9 +59,32 @@ def exposure() -> Exposure:
     return Exposure()
 
 
+def scan(exposure: Exposure, figures: Figures, *, final: bool = False) -> list[tuple[str, str]]:
+    """Scan what the gateway said since the last scan for every form of every canary."""
+    texts = exposure.unscanned(final=final)
+    found = leaks(texts, CANARIES)
+    figures.record("secrets", forms_checked=sum(len(secret_forms(c)) for c in CANARIES))
+    figures.add(
+        "secrets",
+        texts_scanned=len(texts),
+        bytes_scanned=sum(len(t) for t in texts),
+        leaks=len(found),
+    )
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_canary_in_what_the_gateway_said(exposure: Exposure, figures: Figures) -> Iterator[None]:
+    """After each test: nothing the gateway said since the previous scan holds a canary."""
+    yield
+    found = scan(exposure, figures)
+    if found:
+        pytest.fail(f"a canary key leaked: {found[:5]}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def upstream() -> Iterator[FaultyUpstream]:
-    with FaultyUpstream() as server:
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as server:
         yield server
 
 
@@ -59,27 +94,39 @@ def sentinel() -> Iterator[Sentinel]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def gateway(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HostileGateway]:
-    """The shared gateway process; its log, stdout and stderr join the exposure."""
-    home = tmp_path_factory.mktemp("hostile-gateway")
-    process = HostileGateway(home, gateway_config(upstream.base_url, home / "gateway.log"))
-    process.start()
+def _shared_gateway(
+    config: dict[str, Any], home: Path, exposure: Exposure, figures: Figures
+) -> Iterator[GatewayProcess]:
+    process = hostile_gateway(home, config).start()
     exposure.files += [process.log_file, process.stdout_file, process.stderr_file]
     yield process
     process.stop()
+    found = scan(exposure, figures, final=True)  # what it wrote while stopping
+    if found:
+        pytest.fail(f"a canary key leaked: {found[:5]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    upstream: FakeUpstream,
+    exposure: Exposure,
+    figures: Figures,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GatewayProcess]:
+    """The shared gateway process; its log, stdout and stderr join the exposure."""
+    home = tmp_path_factory.mktemp("hostile-gateway")
+    config = gateway_config(upstream.base_url, home / "gateway.log")
+    yield from _shared_gateway(config, home, exposure, figures)
 
 
 @pytest.fixture(scope="session")
 def keyed_gateway(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HostileGateway]:
+    upstream: FakeUpstream,
+    exposure: Exposure,
+    figures: Figures,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GatewayProcess]:
     """A gateway process with a ``clients`` section: every API route needs a key."""
     home = tmp_path_factory.mktemp("hostile-keyed-gateway")
-    process = HostileGateway(home, keyed(gateway_config(upstream.base_url, home / "gateway.log")))
-    process.start()
-    exposure.files += [process.log_file, process.stdout_file, process.stderr_file]
-    yield process
-    process.stop()
+    config = keyed(gateway_config(upstream.base_url, home / "gateway.log"))
+    yield from _shared_gateway(config, home, exposure, figures)

@@ -1,10 +1,10 @@
-"""The hostile suite's real parts: the gateway as a uvicorn process, its upstreams, its exposure.
+"""The hostile suite's parts: canary keys, the shared gateway's config, and its exposure.
 
-``HostileGateway`` starts ``python -m uvicorn src.app:app`` on a free loopback
-port with a config whose providers all point at one ``FaultyUpstream`` and whose
-keys are canaries; its stdout and stderr go to files. ``Exposure`` collects
-everything the gateway said to anyone (answers, headers, log lines, stdout,
-stderr) so the secrets test can scan the whole suite's traffic at the end.
+``hostile_gateway`` is the gateway process (``tests/support/gateway.py``) with
+a config whose providers all point at the one fake upstream and whose keys are
+canaries. ``Exposure`` collects everything the gateway said to anyone
+(answers, headers, log lines, stdout, stderr); what each test added is scanned
+for the canaries when the test ends (``conftest.py``), whatever the order.
 
 ``SCALE`` (environment ``HOSTILE_SCALE``, default 1) multiplies the case counts:
 the default run is sized for CI; ``HOSTILE_SCALE=10`` gives the figures in docs/reliability.md.
@@ -12,28 +12,20 @@ the default run is sized for CI; ``HOSTILE_SCALE=10`` gives the figures in docs/
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
+from tests.support.gateway import GatewayProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 SCALE = max(1, int(os.environ.get("HOSTILE_SCALE", "1")))
 
 # Canaries: random per run, URL-safe letters so no 8-character piece looks like a request id.
@@ -43,6 +35,12 @@ ANTHROPIC_KEY = "sk-ant-canary-" + secrets.token_urlsafe(24)
 CLIENT_KEY = "gw-client-canary-" + secrets.token_urlsafe(24)
 ADMIN_KEY = "gw-admin-canary-" + secrets.token_urlsafe(24)
 CANARIES = (PROVIDER_KEY, AZURE_KEY, ANTHROPIC_KEY, CLIENT_KEY, ADMIN_KEY)
+CANARY_ENV = {
+    "HOSTILE_KEY": PROVIDER_KEY,
+    "HOSTILE_AZURE_KEY": AZURE_KEY,
+    "HOSTILE_ANTHROPIC_KEY": ANTHROPIC_KEY,
+    "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+}
 _PIECE = 8
 _REQUEST_ID = re.compile(r"gw-[0-9a-f]{12}")
 
@@ -100,99 +98,23 @@ def gateway_config(upstream_base: str, log_file: Path, **overrides: Any) -> dict
     return config
 
 
-@dataclass
-class HostileGateway:
-    """A real gateway process; ``stop`` sends SIGTERM and returns the exit code."""
-
-    home: Path
-    config: dict[str, Any]
-    extra_args: tuple[str, ...] = ("--http", "src.edge.protocol:GatewayProtocol")
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        return Path(self.config["log_file"])
-
-    @property
-    def stdout_file(self) -> Path:
-        return self.home / "stdout"
-
-    @property
-    def stderr_file(self) -> Path:
-        return self.home / "stderr"
-
-    def start(self) -> HostileGateway:
-        self.home.mkdir(parents=True, exist_ok=True)
-        config_path = self.home / "config.json"
-        config_path.write_text(json.dumps(self.config))
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "GATEWAY_CONFIG": str(config_path),
-            "HOSTILE_KEY": PROVIDER_KEY,
-            "HOSTILE_AZURE_KEY": AZURE_KEY,
-            "HOSTILE_ANTHROPIC_KEY": ANTHROPIC_KEY,
-            "GATEWAY_ADMIN_KEY": ADMIN_KEY,
-        }
-        with self.stdout_file.open("wb") as out, self.stderr_file.open("wb") as err:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "src.app:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    *self.extra_args,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=err,
-            )
-        deadline = time.monotonic() + 20
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited: {self.stderr_file.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start within 20 s")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 15) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        if not self.log_file.exists():
-            return []
-        return [json.loads(line) for line in self.log_file.read_bytes().splitlines()]
+def hostile_gateway(home: Path, config: dict[str, Any]) -> GatewayProcess:
+    """A gateway process (not started yet) whose provider and admin keys are the canaries."""
+    return GatewayProcess(config, home, env=dict(CANARY_ENV))
 
 
 @dataclass
 class Exposure:
-    """Everything the gateway showed anyone during the suite, for the secrets scan."""
+    """Everything the gateway showed anyone during the suite, for the secrets scan.
+
+    ``unscanned`` hands out what was added since its last call, so each test's
+    share is scanned once; a file's last line is held back until it is whole.
+    """
 
     texts: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    _texts_seen: int = 0
+    _offsets: dict[Path, int] = field(default_factory=dict)
 
     def answer(self, response: httpx.Response) -> None:
         self.texts.append(response.text)
@@ -206,6 +128,20 @@ class Exposure:
         for path in self.files:
             if path.exists():
                 yield path.read_bytes().decode("utf-8", "replace")
+
+    def unscanned(self, *, final: bool = False) -> list[str]:
+        """The texts and file bytes added since the last call (``final``: partial lines too)."""
+        found = self.texts[self._texts_seen :]
+        self._texts_seen = len(self.texts)
+        for path in self.files:
+            if not path.exists():
+                continue
+            data = path.read_bytes()[self._offsets.get(path, 0) :]
+            cut = len(data) if final else data.rfind(b"\n") + 1
+            if cut:
+                found.append(data[:cut].decode("utf-8", "replace"))
+                self._offsets[path] = self._offsets.get(path, 0) + cut
+        return found
 
 
 def secret_forms(secret: str) -> list[str]:
@@ -249,38 +185,3 @@ def is_envelope(status: int, body: bytes, path: str) -> bool:
         and isinstance(error.get("type"), str)
         and isinstance(error.get("message"), str)
     )
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: Any) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
-    """Serve ``app`` with uvicorn (the gateway's protocol) in a thread; yields its URL and loop.
-
-    In-process, so a test can read the app's attributes (``in_flight``) and the
-    server loop's tasks; the sockets are real.
-    """
-    import uvicorn
-
-    from src.edge.protocol import GatewayProtocol
-
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        http=GatewayProtocol,
-        timeout_graceful_shutdown=3,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="gateway-in-thread", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", server.servers[0].get_loop()
-    finally:
-        server.should_exit = True
-        thread.join(10)

@@ -19,9 +19,12 @@ import pytest
 
 from src.config import parse_config
 from src.edge.app import create_app
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
-from tests.hostile.harness import PROVIDER_KEY, gateway_config, scaled, serve_in_thread
-from tests.upstream_server import wait_until
+from tests.hostile.harness import PROVIDER_KEY, gateway_config, scaled
+from tests.support.gateway import serve_in_thread
+from tests.support.loopback import wait_until
+from tests.support.upstream import FakeUpstream, directive
+
+pytestmark = pytest.mark.slow
 
 KINDS = ("mid_stream", "before_first_token", "non_streamed", "mid_body")
 
@@ -90,13 +93,13 @@ async def _task_count() -> int:
 
 
 @pytest.fixture
-def app_config(upstream: FaultyUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def app_config(upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("HOSTILE_KEY", PROVIDER_KEY)
     return parse_config(gateway_config(upstream.base_url, tmp_path / "gateway.log"))
 
 
 def test_disconnects_close_the_upstream_and_leave_nothing_behind(
-    upstream: FaultyUpstream, app_config: Any, figures: Any
+    upstream: FakeUpstream, app_config: Any, figures: Any
 ) -> None:
     app = create_app(app_config)
     count = scaled(200)

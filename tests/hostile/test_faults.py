@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.hostile.faulty_upstream import Attempt, FaultyUpstream, directive
-from tests.hostile.harness import Exposure, HostileGateway, is_envelope, scaled
-from tests.hostile.sse import StreamSeen, parse
+from tests.hostile.harness import Exposure, is_envelope, scaled
+from tests.support.gateway import GatewayProcess
+from tests.support.sse import StreamSeen, parse
+from tests.support.upstream import FakeUpstream, Received, directive
+
+pytestmark = pytest.mark.slow
 
 MAX_ATTEMPTS = 3
 DEADLINE_S = 4.0
@@ -100,7 +104,7 @@ async def _run(base_url: str, count: int, concurrency: int) -> list[Outcome]:
         return await asyncio.gather(*(bounded(i) for i in range(count)))
 
 
-def _early_retries(attempts: list[Attempt]) -> list[str]:
+def _early_retries(attempts: list[Received]) -> list[str]:
     """Retries that came before the previous attempt's Retry-After allowed."""
     early = []
     for previous, retry in itertools.pairwise(attempts):
@@ -123,7 +127,7 @@ def _early_retries(attempts: list[Attempt]) -> list[str]:
 
 
 def test_injected_upstream_faults_never_break_the_gateways_promises(
-    gateway: HostileGateway, upstream: FaultyUpstream, exposure: Exposure, figures: Any
+    gateway: GatewayProcess, upstream: FakeUpstream, exposure: Exposure, figures: Any
 ) -> None:
     outcomes = asyncio.run(_run(gateway.base_url, scaled(500), 24))
     for outcome in outcomes:
@@ -140,16 +144,11 @@ def test_injected_upstream_faults_never_break_the_gateways_promises(
     unenveloped = [
         o for o in outcomes if o.status >= 400 and not is_envelope(o.status, o.body, o.route)
     ]
-    streams = [o for o in outcomes if o.seen is not None]
-    mid_stream = [o for o in streams if not o.seen.ended_cleanly]  # type: ignore[union-attr]
-    bad_ends = [o for o in mid_stream if not (o.seen.failed_once and o.seen.in_order)]  # type: ignore[union-attr]
-    replayed = [o for o in streams if not o.seen.in_order]  # type: ignore[union-attr]
-    clean_but_wrong = [
-        o
-        for o in streams
-        if o.seen.ended_cleanly  # type: ignore[union-attr]
-        and len(o.seen.pieces) != 5
-    ]  # type: ignore[union-attr]
+    streams = [(o, o.seen) for o in outcomes if o.seen is not None]
+    mid_stream = [(o, seen) for o, seen in streams if not seen.ended_cleanly]
+    bad_ends = [o for o, seen in mid_stream if not (seen.failed_once and seen.in_order)]
+    replayed = [o for o, seen in streams if not seen.in_order]
+    clean_but_wrong = [o for o, seen in streams if seen.ended_cleanly and len(seen.pieces) != 5]
     faulted = [o for o in outcomes if o.plan != "ok"]
     unfaulted_failures = [o for o in outcomes if o.plan == "ok" and o.status != 200]
 

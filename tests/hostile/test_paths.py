@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
-from tests.hostile.harness import CLIENT_KEY, HostileGateway, is_envelope
+from tests.hostile.harness import CLIENT_KEY, is_envelope
+from tests.support.gateway import GatewayProcess
+from tests.support.upstream import FakeUpstream, directive
+
+pytestmark = pytest.mark.slow
 
 CHAT = "/v1/chat/completions"
 
@@ -91,8 +94,8 @@ def _send(port: int, target: str, headers: str, body: bytes) -> tuple[int, bytes
 
 @pytest.mark.parametrize(("target", "headers", "is_route"), TRICKS)
 def test_path_tricks_reach_only_the_route_they_name_and_never_500(
-    gateway: HostileGateway,
-    upstream: FaultyUpstream,
+    gateway: GatewayProcess,
+    upstream: FakeUpstream,
     figures: Any,
     target: str,
     headers: str,
@@ -119,8 +122,8 @@ def test_path_tricks_reach_only_the_route_they_name_and_never_500(
 
 @pytest.mark.parametrize(("target", "headers", "is_route"), TRICKS)
 def test_with_client_keys_no_path_trick_reaches_a_protected_route_without_a_key(
-    keyed_gateway: HostileGateway,
-    upstream: FaultyUpstream,
+    keyed_gateway: GatewayProcess,
+    upstream: FakeUpstream,
     figures: Any,
     target: str,
     headers: str,
@@ -146,8 +149,8 @@ def test_with_client_keys_no_path_trick_reaches_a_protected_route_without_a_key(
 @pytest.mark.parametrize("path", PROTECTED)
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_every_protected_route_refuses_every_non_key(
-    keyed_gateway: HostileGateway,
-    upstream: FaultyUpstream,
+    keyed_gateway: GatewayProcess,
+    upstream: FakeUpstream,
     figures: Any,
     path: str,
     method: str,
@@ -174,7 +177,7 @@ def test_every_protected_route_refuses_every_non_key(
     assert upstream.of(rid) == []
 
 
-def test_the_key_itself_opens_the_route(keyed_gateway: HostileGateway) -> None:
+def test_the_key_itself_opens_the_route(keyed_gateway: GatewayProcess) -> None:
     body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x"}]}).encode()
     status, _, answer = _send(
         keyed_gateway.port, CHAT, f"Authorization: Bearer {CLIENT_KEY}\r\n", body

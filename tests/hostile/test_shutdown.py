@@ -16,9 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
-from tests.hostile.harness import Exposure, HostileGateway, gateway_config
-from tests.hostile.sse import parse
+from tests.hostile.harness import Exposure, gateway_config, hostile_gateway
+from tests.support.gateway import GatewayProcess
+from tests.support.sse import parse
+from tests.support.upstream import FakeUpstream, directive
+
+pytestmark = pytest.mark.slow
 
 DRAIN_S = 1.5
 LONG = 4
@@ -51,7 +54,7 @@ async def _short(client: httpx.AsyncClient, index: int) -> httpx.Response:
     return await client.post("/v1/chat/completions", json=body)
 
 
-async def _scenario(gateway: HostileGateway) -> dict[str, Any]:
+async def _scenario(gateway: GatewayProcess) -> dict[str, Any]:
     assert gateway.process is not None
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as client:
         flags = [asyncio.Event() for _ in range(LONG)]
@@ -87,14 +90,14 @@ async def _scenario(gateway: HostileGateway) -> dict[str, Any]:
 
 
 def test_sigterm_drains_finishes_short_work_interrupts_long_streams_and_exits_0(
-    upstream: FaultyUpstream,
+    upstream: FakeUpstream,
     exposure: Exposure,
     figures: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     home: Path = tmp_path_factory.mktemp("shutdown")
     config = gateway_config(upstream.base_url, home / "gateway.log", shutdown_drain_s=DRAIN_S)
-    gateway = HostileGateway(home, config).start()
+    gateway = hostile_gateway(home, config).start()
     exposure.files += [gateway.log_file, gateway.stdout_file, gateway.stderr_file]
     try:
         seen = asyncio.run(_scenario(gateway))

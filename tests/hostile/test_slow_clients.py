@@ -15,9 +15,13 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.hostile.faulty_upstream import directive
-from tests.hostile.harness import HostileGateway, is_envelope, scaled
+from tests.hostile.harness import is_envelope, scaled
+from tests.support.gateway import GatewayProcess
+from tests.support.upstream import directive
+
+pytestmark = pytest.mark.slow
 
 READ_TIMEOUT_S = 2.0
 
@@ -71,7 +75,7 @@ async def _normal(base_url: str, count: int) -> list[float]:
 
 
 async def _scenario(
-    gateway: HostileGateway, slow: int
+    gateway: GatewayProcess, slow: int
 ) -> tuple[list[tuple[float, bytes]], list[float]]:
     kinds = ["slow_headers", "slow_body", "silent"]
     crowd = [asyncio.ensure_future(_slow_client(gateway.port, kinds[i % 3])) for i in range(slow)]
@@ -81,7 +85,7 @@ async def _scenario(
 
 
 def test_slow_clients_are_cut_at_the_read_deadline_and_others_stay_fast(
-    gateway: HostileGateway, figures: Any
+    gateway: GatewayProcess, figures: Any
 ) -> None:
     slow = scaled(60)
     cuts, latencies = asyncio.run(_scenario(gateway, slow))

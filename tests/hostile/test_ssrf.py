@@ -12,8 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream, Sentinel, directive
-from tests.hostile.harness import PROVIDER_KEY, Exposure, HostileGateway, is_envelope
+from tests.hostile.harness import PROVIDER_KEY, Exposure, is_envelope
+from tests.support.gateway import GatewayProcess
+from tests.support.loopback import Sentinel
+from tests.support.upstream import FakeUpstream, directive
+
+pytestmark = pytest.mark.slow
 
 CLIENT_SECRETS = {
     "authorization": "Bearer client-secret-authz",
@@ -71,8 +75,8 @@ def _image_message(rid: str, url: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("alias", ["chat", "az"])
 def test_request_fields_and_headers_never_change_the_host_or_the_key(
-    gateway: HostileGateway,
-    upstream: FaultyUpstream,
+    gateway: GatewayProcess,
+    upstream: FakeUpstream,
     sentinel: Sentinel,
     exposure: Exposure,
     figures: Any,
@@ -111,8 +115,8 @@ def test_request_fields_and_headers_never_change_the_host_or_the_key(
 
 
 def test_anthropic_route_fields_never_change_the_host(
-    gateway: HostileGateway,
-    upstream: FaultyUpstream,
+    gateway: GatewayProcess,
+    upstream: FakeUpstream,
     sentinel: Sentinel,
     exposure: Exposure,
     figures: Any,
@@ -144,8 +148,8 @@ def test_anthropic_route_fields_never_change_the_host(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_upstream_redirects_are_not_followed(
-    gateway: HostileGateway,
-    upstream: FaultyUpstream,
+    gateway: GatewayProcess,
+    upstream: FakeUpstream,
     sentinel: Sentinel,
     exposure: Exposure,
     figures: Any,

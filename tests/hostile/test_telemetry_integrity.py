@@ -21,16 +21,12 @@ import pytest
 
 from src.config import parse_config
 from src.edge.app import create_app
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
-from tests.hostile.harness import (
-    PROVIDER_KEY,
-    Exposure,
-    HostileGateway,
-    gateway_config,
-    scaled,
-    serve_in_thread,
-)
-from tests.upstream_server import wait_until
+from tests.hostile.harness import PROVIDER_KEY, Exposure, gateway_config, hostile_gateway, scaled
+from tests.support.gateway import serve_in_thread
+from tests.support.loopback import wait_until
+from tests.support.upstream import FakeUpstream, directive
+
+pytestmark = pytest.mark.slow
 
 
 def _request(index: int, rng: random.Random) -> tuple[str, dict[str, Any] | bytes, dict[str, str]]:
@@ -99,7 +95,7 @@ async def _load(base_url: str, count: int, concurrency: int) -> list[httpx.Respo
 
 
 def test_every_request_gets_exactly_one_valid_line_in_the_file_and_on_stdout(
-    upstream: FaultyUpstream,
+    upstream: FakeUpstream,
     exposure: Exposure,
     figures: Any,
     tmp_path_factory: pytest.TempPathFactory,
@@ -109,7 +105,7 @@ def test_every_request_gets_exactly_one_valid_line_in_the_file_and_on_stdout(
     config = gateway_config(
         upstream.base_url, home / "gateway.log", rate_limit={"requests_per_minute": count // 10}
     )
-    gateway = HostileGateway(home, config).start()
+    gateway = hostile_gateway(home, config).start()
     try:
         responses = asyncio.run(_load(gateway.base_url, count, 64))
     finally:
@@ -152,7 +148,7 @@ def test_every_request_gets_exactly_one_valid_line_in_the_file_and_on_stdout(
 
 @pytest.mark.parametrize("place", ["full disk", "unwritable path"])
 def test_a_log_that_cannot_be_written_does_not_stop_serving_and_lost_lines_are_counted(
-    upstream: FaultyUpstream,
+    upstream: FakeUpstream,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     figures: Any,
