@@ -15,6 +15,7 @@ import respx
 from src.config import GatewayConfig, parse_config
 from src.edge.app import create_app
 from tests import redis_support
+from tests.redis_topologies import LocalCluster, delete_cluster_prefix
 
 UPSTREAM = "http://upstream.test/v1"
 PROVIDER_KEY = "sk-Qz7f3a9c1e5b2d4086Xw"
@@ -176,12 +177,39 @@ def redis_server() -> Iterator[redis_support.RedisServer]:
     server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A private Redis Cluster of three primaries for the session (``redis_topologies``)."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_prefix(redis_cluster: LocalCluster) -> Iterator[str]:
+    """A key prefix for this test alone on the session's cluster; deleted afterwards."""
+    prefix = redis_support.new_prefix()
+    yield prefix
+    delete_cluster_prefix(redis_cluster.url, prefix)
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def state(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The ``state`` config of each backend: tests that take it run once per backend."""
+    """The ``state`` config of each backend (memory, one Redis, a Redis Cluster): tests that
+    take it run once per backend."""
     if request.param == "memory":
         return {"backend": "memory"}
-    url = request.getfixturevalue("redis_url")
-    prefix = request.getfixturevalue("redis_prefix")
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        prefix = request.getfixturevalue("cluster_prefix")
+        mode = "cluster"
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        mode = "standalone"
     # A generous timeout: on a loaded machine a short one would fail open and break exactness.
-    return {"backend": "redis", "redis_url": url, "key_prefix": prefix, "timeout_s": 5}
+    return {
+        "backend": "redis", "redis_mode": mode, "redis_url": url, "key_prefix": prefix,
+        "timeout_s": 5,
+    }  # fmt: skip
