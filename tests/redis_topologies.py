@@ -25,7 +25,9 @@ def binaries() -> tuple[str, str]:
     """``redis-server`` and ``redis-cli``, or skip (fail in CI)."""
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
-        unavailable(f"no redis-server and redis-cli on PATH for a private cluster: {HOW_TO_GET_ONE}")
+        unavailable(
+            f"no redis-server and redis-cli on PATH for a private cluster: {HOW_TO_GET_ONE}"
+        )
     assert server is not None and cli is not None
     return server, cli
 
@@ -150,7 +152,7 @@ class LocalSentinel:
     def __init__(self, directory: Path) -> None:
         server, _ = binaries()
         primary_port, replica_port, sentinel_port = cluster_ports(3)
-        plain = ["--save", "", "--appendonly", "no"]
+        plain = ["--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
         self.primary = Node(server, primary_port, directory, plain)
         replica_of = ["--replicaof", "127.0.0.1", str(primary_port)]
         self.replica = Node(server, replica_port, directory, plain + replica_of)
@@ -174,16 +176,25 @@ class LocalSentinel:
             host_port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE)
         return int(host_port[1])
 
-    def fail_over(self) -> None:
-        """Stop the primary and wait until the Sentinel has promoted the replica."""
+    def stop_primary(self) -> None:
+        """Stop the primary, once the Sentinel knows the replica it can promote."""
         _wait(lambda: bool(self._sentinel_replicas()), "the sentinel did not find the replica")
         self.primary.stop()
-        _wait(lambda: self.primary_port() == self.replica.port, "no failover", 30)
+
+    def wait_failover(self) -> None:
+        """Wait until the Sentinel has promoted the replica and names it as a healthy primary."""
+        _wait(self._switched, "no failover", 30)
         _wait(self._promoted, "the replica did not become primary", 30)
 
     def stop(self) -> None:
         for node in (self.sentinel, self.replica, self.primary):
             node.stop()
+
+    def _switched(self) -> bool:
+        with redis.Redis(port=self.sentinel.port, socket_timeout=1) as client:
+            state = client.sentinel_masters()[self.SERVICE]
+        healthy = not state["is_sdown"] and not state["is_odown"]
+        return bool(healthy and int(state["port"]) == self.replica.port)
 
     def _replica_in_sync(self) -> bool:
         with redis.Redis(port=self.replica.port) as client:

@@ -193,11 +193,9 @@ def _client(config: StateConfig) -> Any:
         if parts.password is not None:
             primary["password"] = unquote(parts.password)
             primary["username"] = unquote(parts.username) if parts.username else None
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            hosts,
-            sentinel_kwargs={k: v for k, v in timeouts.items() if k != "retry"},
-            **timeouts,
-        )
+        # A Sentinel that does not answer is skipped for the next one, not retried.
+        asking = {**timeouts, "retry": Retry(NoBackoff(), 0)}
+        sentinel = Sentinel(hosts, sentinel_kwargs=asking, **timeouts)  # type: ignore[no-untyped-call]
         return sentinel.master_for(
             config.sentinel_service, max_connections=config.max_connections, **primary
         )
