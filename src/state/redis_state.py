@@ -197,12 +197,12 @@ class RedisState:
                 return  # give-backs lost: the limits stay stricter until the window passes
 
     async def aclose(self) -> None:
-        """Stop the flusher and apply what is waiting."""
+        """Apply what is waiting now, and let the flusher end."""
+        self._urgent = True
+        if self._wake is not None:
+            self._wake.set()
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+            await self._flusher  # it ends once nothing waits
         await self.flush()
 
     async def _run_for(self, script: Script, tag: str, args: list[Arg]) -> object:

@@ -7,6 +7,7 @@ The schema's names are re-exported here: ``from ..config import GatewayConfig``.
 
 from .schema import (
     DEFAULT_CONFIG_PATH,
+    Algorithm,
     AliasConfig,
     BreakerConfig,
     BudgetConfig,
@@ -35,6 +36,7 @@ from .schema import (
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "Algorithm",
     "AliasConfig",
     "BreakerConfig",
     "BudgetConfig",
