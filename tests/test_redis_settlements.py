@@ -60,8 +60,9 @@ def reserved_tokens(url: str) -> int:
 
 def spent_today(url: str) -> float:
     with redis.Redis.from_url(url) as direct:
-        day = direct.time()[0] // 86_400
-        return float(direct.get(f"gw:spend:{{acme}}:d:{day}") or 0)
+        seconds = direct.time()[0]
+        month = time.strftime("%Y-%m", time.gmtime(seconds))
+        return float(direct.hget(f"gw:spend:{{acme}}:m:{month}", f"d:{seconds // 86_400}") or 0)
 
 
 async def eventually(check: Callable[[], bool], seconds: float = 5.0) -> bool:
@@ -226,3 +227,35 @@ async def test_a_gateway_killed_after_answering_leaves_limits_and_spend_stricter
     # whatever had been applied when it died: never less than was really used
     assert reserved_tokens(redis_server.url) in (used, 2 + 500)
     assert spent_today(redis_server.url) in (pytest.approx(cost), pytest.approx(502 / 1_000_000))
+
+
+async def test_a_refusal_by_holds_in_flight_says_how_much_is_in_flight(
+    gateway_client, upstream, tmp_path, provider_key, state
+):
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)
+        return httpx.Response(200, json=completion())
+
+    upstream.post(f"{UPSTREAM}/chat/completions").mock(side_effect=slow)
+    estimate = (2 + 500) / 1_000_000  # each request holds 2 prompt + 500 completion tokens
+    config = make_config(
+        tmp_path,
+        pricing=PRICES,
+        clients={
+            "acme": {"key_sha256": key_sha256(KEY), "budget": {"usd_per_day": 2.5 * estimate}}
+        },
+        state=state,
+    )
+    client = await gateway_client(config)
+    responses = await asyncio.gather(
+        *(
+            client.post("/v1/chat/completions", json=chat_body(max_tokens=500), headers=HEADERS)
+            for _ in range(4)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 429]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["message"] == (
+        "Budget exceeded for client_id acme: usd_per_day is $0.00 and $0.0015 is spent today"
+        " (of which $0.0015 in flight). It resets at 00:00 UTC."
+    )

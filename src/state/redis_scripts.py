@@ -11,12 +11,13 @@ node. With ``L = <prefix>rl:{<tag>}`` and ``S = <prefix>spend:{<tag>}``:
 - ``L:gcra``, a hash (``gcra``): ``r`` the request TAT in cells of ``rl``
   (the requests per minute it was counted in), ``t`` and ``tl`` the same for
   tokens (``limiter.gcra`` explains the arithmetic);
-- ``S:d:<day>`` (days since the epoch, UTC) and ``S:m:<YYYY-MM>``: USD
-  charged that day and month, the estimates of requests in flight included
-  (charged at admission, corrected at settlement); TTL 2 and 32 days;
-- ``S:holds``, a hash: each request in flight's estimate, and ``total``;
-  ``S:holdt``, a sorted set: when each was taken. A hold older than an hour
-  leaves them (its gateway died), its estimate staying charged.
+- ``S:m:<YYYY-MM>``, a hash: ``month`` the USD charged that UTC month and
+  ``d:<day>`` (days since the epoch) each day's, the estimates of requests in
+  flight included (charged at admission, corrected at settlement); it
+  expires 32 days after the last charge;
+- ``S:holds``, a sorted set: ``<hold id>:<estimate>`` of each request in
+  flight, scored by when it was taken. A hold older than an hour leaves it
+  (its gateway died), its estimate staying charged.
 
 The limiter's keys expire when the last admission has left the window (the
 GCRA key when both TATs have passed). Every script reads the server's
@@ -25,8 +26,8 @@ GCRA key when both TATs have passed). Every script reads the server's
 Every script that touches one client first applies the settlements its
 caller hands it (``ARGV`` from index ``first``: a count, then six values
 each): ``l member used`` (a sliding-log reservation reconciled), ``g delta
-tpm`` (a GCRA token TAT moved by ``delta`` tokens), ``s id estimate cost day
-month`` (a hold settled at ``cost``).
+tpm`` (a GCRA token TAT moved by ``delta`` tokens), ``s id estimate cost month
+day`` (a hold settled at ``cost``).
 """
 
 from __future__ import annotations
@@ -186,7 +187,9 @@ end
 
 _SPEND = """
 local HOLD_MAX_S = 3600
-local function civil(days)
+-- the month's key suffix and the day's field: ('2026-12', 'd:20792')
+local function period()
+  local days = math.floor(SECS / 86400)
   -- civil date of a day number (H. Hinnant's days_from_civil, inverted)
   local z = days + 719468
   local era = math.floor(z / 146097)
@@ -197,64 +200,45 @@ local function civil(days)
   local mp = math.floor((5 * doy + 2) / 153)
   local month = mp < 10 and mp + 3 or mp - 9
   local year = yoe + era * 400 + (month <= 2 and 1 or 0)
-  return string.format('%04d-%02d', year, month)
+  return string.format('%04d-%02d', year, month), 'd:' .. int(days)
 end
+-- the estimates of the requests in flight (members are '<hold id>:<estimate>')
 local function held(base)
-  local holds, times = base .. ':holds', base .. ':holdt'
-  local stale = redis.call('ZRANGEBYSCORE', times, '-inf', SECS - HOLD_MAX_S)
-  for i = 1, #stale do
-    local usd = redis.call('HGET', holds, stale[i])
-    if usd then redis.call('HINCRBYFLOAT', holds, 'total', -tonumber(usd)) end
-    redis.call('HDEL', holds, stale[i])
-    redis.call('ZREM', times, stale[i])
+  local total = 0
+  for _, hold in ipairs(redis.call('ZRANGE', base .. ':holds', 0, -1)) do
+    total = total + tonumber(string.match(hold, ':([^:]*)$'))
   end
-  return math.max(0, tonumber(redis.call('HGET', holds, 'total') or '0'))
+  return total
 end
--- {exceeded ('', 'd', 'm'), day spend, month spend, held, day, month}; holds included
+-- {exceeded ('', 'd', 'm'), day spend, month spend, month, day}; estimates in flight included
 local function spend_read(base, per_day, per_month)
-  local day = int(math.floor(SECS / 86400))
-  local month = civil(tonumber(day))
-  local holding = held(base)
-  local d = tonumber(redis.call('GET', base .. ':d:' .. day) or '0')
-  local m = tonumber(redis.call('GET', base .. ':m:' .. month) or '0')
+  local month, day = period()
+  -- holds a dead gateway left leave the in-flight figure; their estimates stay charged
+  redis.call('ZREMRANGEBYSCORE', base .. ':holds', '-inf', SECS - HOLD_MAX_S)
+  local v = redis.call('HMGET', base .. ':m:' .. month, day, 'month')
+  local d, m = tonumber(v[1] or '0'), tonumber(v[2] or '0')
   local over = ''
   if per_day >= 0 and d >= per_day then over = 'd'
   elseif per_month >= 0 and m >= per_month then over = 'm' end
-  return {over, d, m, holding, day, month}
+  return {over, d, m, month, day}
 end
-local function charge(base, day, month, usd)
-  local d, m = base .. ':d:' .. day, base .. ':m:' .. month
-  redis.call('INCRBYFLOAT', d, usd)
-  redis.call('EXPIRE', d, 2 * 86400)
-  redis.call('INCRBYFLOAT', m, usd)
-  redis.call('EXPIRE', m, 32 * 86400)
+local function charge(base, month, day, usd)
+  local key = base .. ':m:' .. month
+  redis.call('HINCRBYFLOAT', key, day, usd)
+  redis.call('HINCRBYFLOAT', key, 'month', usd)
+  redis.call('EXPIRE', key, 32 * 86400)
 end
-local function spend_hold(base, id, estimate, day, month)
+local function spend_hold(base, id, estimate, month, day)
   if tonumber(estimate) <= 0 then return 0 end
-  charge(base, day, month, estimate)
-  local holds, times = base .. ':holds', base .. ':holdt'
-  redis.call('HSET', holds, id, estimate)
-  redis.call('HINCRBYFLOAT', holds, 'total', estimate)
-  redis.call('ZADD', times, SECS, id)
-  redis.call('EXPIRE', holds, HOLD_MAX_S)
-  redis.call('EXPIRE', times, HOLD_MAX_S)
+  charge(base, month, day, estimate)
+  redis.call('ZADD', base .. ':holds', SECS, id .. ':' .. estimate)
+  redis.call('EXPIRE', base .. ':holds', HOLD_MAX_S)
   return tonumber(estimate)
 end
-local function spend_settle(base, id, estimate, cost, day, month)
+local function spend_settle(base, id, estimate, cost, month, day)
   local delta = tonumber(cost) - tonumber(estimate)
-  if delta ~= 0 then charge(base, day, month, num(delta)) end
-  if tonumber(estimate) <= 0 then return end
-  local holds = base .. ':holds'
-  local usd = redis.call('HGET', holds, id)
-  if not usd then return end
-  redis.call('HDEL', holds, id)
-  redis.call('ZREM', base .. ':holdt', id)
-  -- the last hold gone: start the sum afresh rather than keep its rounding residue
-  if redis.call('HLEN', holds) <= 1 then
-    redis.call('DEL', holds)
-  else
-    redis.call('HINCRBYFLOAT', holds, 'total', -tonumber(usd))
-  end
+  if delta ~= 0 then charge(base, month, day, num(delta)) end
+  if tonumber(estimate) > 0 then redis.call('ZREM', base .. ':holds', id .. ':' .. estimate) end
 end
 """
 
@@ -279,7 +263,7 @@ _LIBRARY = _COMMON + _SLIDING_LOG + _GCRA + _SPEND + _SETTLE
 # tokens, member, hold id ('' no budget step), estimate, usd_per_day, usd_per_month (-1: none),
 # then settlements. Reply: {1 admitted / 0 over a limit / 2 over budget, remaining requests,
 # remaining tokens, exceeded (1 requests, 2 tokens), wait µs, budget exceeded ('', 'd', 'm'),
-# day spend, month spend, held, day, month}.
+# day spend, month spend, held (with a budget refusal only), month, day}.
 ADMIT = Script.of(
     "admit",
     _LIBRARY
@@ -289,10 +273,10 @@ local reply = {1, 0, -1, 0, 0, '', '0', '0', '0', '', ''}
 local spend
 if ARGV[6] ~= '' then
   spend = spend_read(KEYS[2], tonumber(ARGV[8]), tonumber(ARGV[9]))
-  reply[6], reply[7], reply[8], reply[9] = spend[1], num(spend[2]), num(spend[3]), num(spend[4])
-  reply[10], reply[11] = spend[5], spend[6]
+  reply[6], reply[7], reply[8] = spend[1], num(spend[2]), num(spend[3])
+  reply[10], reply[11] = spend[4], spend[5]
   if spend[1] ~= '' then
-    reply[1] = 2
+    reply[1], reply[9] = 2, num(held(KEYS[2]))
     return reply
   end
 end
@@ -308,8 +292,8 @@ if ARGV[1] ~= '' then
   if limit[1] == 0 then return reply end
 end
 if spend then
-  local usd = spend_hold(KEYS[2], ARGV[6], ARGV[7], spend[5], spend[6])
-  reply[7], reply[8], reply[9] = num(spend[2] + usd), num(spend[3] + usd), num(spend[4] + usd)
+  local usd = spend_hold(KEYS[2], ARGV[6], ARGV[7], spend[4], spend[5])
+  reply[7], reply[8] = num(spend[2] + usd), num(spend[3] + usd)
 end
 return reply
 """,
@@ -338,7 +322,7 @@ SPENT = Script.of(
     + """
 settle(KEYS[1], KEYS[2], 1)
 local spend = spend_read(KEYS[2], -1, -1)
-return {num(spend[2]), num(spend[3]), num(spend[4])}
+return {num(spend[2]), num(spend[3]), num(held(KEYS[2]))}
 """,
 )
 

@@ -69,19 +69,19 @@ class Reservation:
 
 
 class Hold:
-    """A budget hold taken by a Redis admission, and the day and month it was charged to."""
+    """A budget hold taken by a Redis admission, and the month and day it was charged to."""
 
     __slots__ = ("day", "estimate", "id", "month", "tag")
 
-    def __init__(self, tag: str, hold_id: str, estimate: float, day: str, month: str) -> None:
+    def __init__(self, tag: str, hold_id: str, estimate: float, month: str, day: str) -> None:
         self.tag = tag
         self.id = hold_id
         self.estimate = estimate
-        self.day = day
         self.month = month
+        self.day = day
 
     def settlement(self, cost_usd: float) -> Settlement:
-        return ("s", self.id, repr(self.estimate), repr(cost_usd), self.day, self.month)
+        return ("s", self.id, repr(self.estimate), repr(cost_usd), self.month, self.day)
 
 
 class RedisState:

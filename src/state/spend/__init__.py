@@ -30,7 +30,12 @@ class Spend:
 
 @dataclass(frozen=True, slots=True)
 class BudgetDecision:
-    """The outcome of ``admit``; when refused, ``exceeded`` names the budget field reached."""
+    """The outcome of ``admit``; when refused, ``exceeded`` names the budget field reached.
+
+    ``spend`` is the client's spend with the estimates in flight; its ``held_usd`` (what
+    is in flight) is exact with a refusal, which quotes it, while a shared store leaves it
+    0 on an admission rather than read every hold of the client for it.
+    """
 
     allowed: bool
     spend: Spend
