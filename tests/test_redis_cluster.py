@@ -196,3 +196,34 @@ async def test_a_stopped_primary_sends_its_clients_to_on_error_and_counts_them_o
 
     own_cluster.restart(node)  # empty: nothing persisted
     assert await statuses(affected, 3) == [200, 200, 429]
+
+
+async def test_waiting_settlements_are_flushed_to_the_cluster_without_failures(
+    gateway_client, upstream, tmp_path, provider_key, redis_cluster, cluster_prefix
+):
+    upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())  # 16 tokens
+    config = make_config(
+        tmp_path,
+        rate_limit={"requests_per_minute": 100, "tokens_per_minute": 10_000},
+        state=cluster_state(redis_cluster.url, cluster_prefix),
+    )
+    client = await gateway_client(config)
+    ids = [f"client-{index}" for index in range(6)]  # spread over the three primaries
+    for client_id in ids:
+        response = await client.post(
+            "/v1/chat/completions",
+            json=chat_body(max_tokens=500),
+            headers={"x-client-id": client_id},
+        )
+        assert response.status_code == 200
+
+    def given_back() -> bool:
+        with redis.RedisCluster.from_url(redis_cluster.url) as direct:
+            totals = [direct.hget(f"{cluster_prefix}rl:{{{i}}}:tok", "total") for i in ids]
+        return all(total is not None and int(total) == 16 for total in totals)
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while not given_back():
+        assert asyncio.get_running_loop().time() < deadline, "the give-backs never landed"
+        await asyncio.sleep(0.05)
+    assert client.app.state.backend.failures == 0

@@ -48,6 +48,8 @@ log = logging.getLogger("gateway.state")
 Arg = str | int | float
 # What a call to an unreachable, slow or broken Redis raises (OSError covers timeouts).
 _FAILURES = (RedisError, RedisClusterException, OSError)
+# Calls of one flush sent at once to a cluster (each also takes its turn).
+_CLUSTER_BATCH = 8
 
 
 class StateUnavailable(Exception):
@@ -92,6 +94,7 @@ class RedisStore:
         self._scripts = tuple(scripts)
         self._timeout_s = config.timeout_s
         self._client: Any = _client(config)
+        self._cluster = config.redis_mode == "cluster"
         # The cluster and Sentinel pools refuse a call beyond max_connections instead of
         # waiting for a connection: calls wait here for their turn, as long as timeout_s.
         self._turns = asyncio.Semaphore(config.max_connections)
@@ -118,12 +121,16 @@ class RedisStore:
     async def run_many(
         self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]
     ) -> None:
-        """Run ``script`` once per ``(keys, args)``, pipelined: one round trip per node.
+        """Run ``script`` once per ``(keys, args)``: pipelined in one round trip on one server;
+        on a cluster (whose pipelines refuse scripts) as concurrent calls, a batch at a time.
 
         Replies are dropped; a call that fails is run again on its own (so a NOSCRIPT
         loads the script); ``StateUnavailable`` when Redis fails.
         """
         try:
+            if self._cluster:
+                await self._run_concurrently(script, calls)
+                return
             await self._take_turn()
             try:
                 pipe = self._client.pipeline(transaction=False)
@@ -137,6 +144,23 @@ class RedisStore:
                 self._turns.release()
         except _FAILURES as exc:
             raise self._failed(script.name, exc) from None
+
+    async def _run_concurrently(
+        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]]
+    ) -> None:
+        async def one(keys: Sequence[str], args: Sequence[Arg]) -> object:
+            await self._take_turn()
+            try:
+                return await self._eval(script, keys, args)
+            finally:
+                self._turns.release()
+
+        for start in range(0, len(calls), _CLUSTER_BATCH):
+            batch = calls[start : start + _CLUSTER_BATCH]
+            replies = await asyncio.gather(*(one(*call) for call in batch), return_exceptions=True)
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
 
     async def aclose(self) -> None:
         await self._client.aclose()
