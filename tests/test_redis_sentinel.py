@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import UPSTREAM, chat_body, completion, free_port, make_config
 from tests.redis_support import new_prefix
@@ -94,3 +95,20 @@ async def test_a_failover_follows_on_error_then_counts_on_the_promoted_replica(
     after = [await status() for _ in range(4)]
     # the replica had the first admission (or not, if it was not replicated in time)
     assert after in ([200, 200, 429, 429], [200, 200, 200, 429])
+
+
+async def test_waiting_settlements_are_flushed_to_the_primary(
+    gateway_client, upstream, tmp_path, provider_key, sentinel
+):
+    upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())  # 16 tokens
+    state = sentinel_state(sentinel.url)
+    config = make_config(
+        tmp_path, rate_limit={"requests_per_minute": 10, "tokens_per_minute": 1000}, state=state
+    )
+    client = await gateway_client(config)
+    response = await client.post("/v1/chat/completions", json=chat_body(max_tokens=500))
+    assert response.status_code == 200
+    await client.app.state.backend.flush()
+    with redis.Redis(port=sentinel.primary.port) as direct:
+        assert int(direct.hget(f"{state['key_prefix']}rl:{{anonymous}}:tok", "total")) == 16
+    assert client.app.state.backend.failures == 0
