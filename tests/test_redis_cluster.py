@@ -227,3 +227,26 @@ async def test_waiting_settlements_are_flushed_to_the_cluster_without_failures(
         assert asyncio.get_running_loop().time() < deadline, "the give-backs never landed"
         await asyncio.sleep(0.05)
     assert client.app.state.backend.failures == 0
+
+
+async def test_scripts_are_loaded_again_on_each_node_that_forgot_them(
+    gateway_client, upstream, tmp_path, provider_key, redis_cluster, cluster_prefix
+):
+    upstream.post(f"{UPSTREAM}/chat/completions").respond(json=completion())
+    config = make_config(
+        tmp_path,
+        rate_limit={"requests_per_minute": 1},
+        state=cluster_state(redis_cluster.url, cluster_prefix),
+    )
+    client = await gateway_client(config)
+    for node in redis_cluster.nodes:
+        with redis.Redis(port=node.port) as direct:
+            direct.script_flush()
+    ids = [f"client-{index}" for index in range(6)]  # spread over the three primaries
+    for client_id in ids:
+        headers = {"x-client-id": client_id}
+        first = await client.post("/v1/chat/completions", json=chat_body(), headers=headers)
+        second = await client.post("/v1/chat/completions", json=chat_body(), headers=headers)
+        assert (first.status_code, second.status_code) == (200, 429)
+    assert client.app.state.backend.failures == 0
+    assert len({redis_cluster.node_of(f"{cluster_prefix}rl:{{{i}}}").port for i in ids}) > 1
