@@ -4,15 +4,15 @@ An admission (budget check and hold, limit check and token reservation) is
 one ``ADMIT`` script call on the client's slot. A settlement (the token
 reconcile and the charge when the answer ends) that gives back, i.e. uses
 no more tokens than reserved and costs no more than held, is not sent on
-its own: it waits in ``Settlements`` and goes with the client's next call
-(admission, quota read) or, when the client sends nothing within
-``FLUSH_AFTER_S``, with the flusher's next batch, one pipelined round trip
-for every waiting client. A settlement that takes more than was reserved or
-held is sent at once (by the flusher, without waiting). So a busy client
-costs one script call per request, and Redis is never told less than the
-client used: until a give-back lands the limits are stricter, and a crash
-loses only give-backs (the reservations leave the window within a minute;
-an estimate stays charged instead of the smaller real cost).
+its own: it waits here and goes with the client's next call (admission,
+quota read) or, when the client sends nothing within ``FLUSH_AFTER_S``, with
+the flusher's next batch (one pipelined round trip for every waiting client
+on one server; concurrent calls on a cluster). A settlement that takes more
+than was reserved or held is sent at once (by the flusher, without waiting).
+So a busy client costs one script call per request, and Redis is never told
+less than the client used: until a give-back lands the limits are stricter,
+and a crash loses only give-backs (the reservations leave the window within
+a minute; an estimate stays charged instead of the smaller real cost).
 
 The waiting settlements are bounded (``MAX_WAITING``: beyond it the flusher
 runs at once) and flushed at shutdown (``aclose``).
@@ -186,7 +186,7 @@ class RedisState:
         self._start()
 
     async def flush(self) -> None:
-        """Apply every waiting settlement now: one pipelined round trip (per cluster node)."""
+        """Apply every waiting settlement now, one script call per client, batched."""
         while self._waiting:
             batch: list[tuple[Sequence[str], Sequence[Arg]]] = []
             for tag in list(self._waiting):
@@ -194,7 +194,7 @@ class RedisState:
             try:
                 await self.store.run_many(SETTLE, batch)
             except StateUnavailable:
-                return  # give-backs lost: the limits stay stricter until the window passes
+                return  # what was taken is lost, as a failed call's: mostly give-backs
 
     async def aclose(self) -> None:
         """Apply what is waiting now, and let the flusher end."""
