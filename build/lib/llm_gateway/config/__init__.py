@@ -7,7 +7,6 @@ The schema's names are re-exported here: ``from ..config import GatewayConfig``.
 
 from .schema import (
     DEFAULT_CONFIG_PATH,
-    Algorithm,
     AliasConfig,
     BreakerConfig,
     BudgetConfig,
@@ -36,7 +35,6 @@ from .schema import (
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
-    "Algorithm",
     "AliasConfig",
     "BreakerConfig",
     "BudgetConfig",

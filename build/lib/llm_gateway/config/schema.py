@@ -164,11 +164,6 @@ Mode = Literal["enforce", "shadow"]
 """``shadow``: the rule never refuses; what it would have done goes into the telemetry line."""
 
 
-Algorithm = Literal["sliding_log", "gcra"]
-"""How a rate limit counts: ``sliding_log`` keeps each admission of the last minute (exact,
-memory grows with the limit); ``gcra`` keeps one time per client and limit (constant memory)."""
-
-
 class RateLimitConfig(StrictModel):
     requests_per_minute: int = Field(ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
@@ -176,12 +171,6 @@ class RateLimitConfig(StrictModel):
     # usage replaces the reservation when the answer ends.
     reserve_completion_tokens: int = Field(default=256, ge=0)
     mode: Mode = "enforce"
-    algorithm: Algorithm = "sliding_log"
-    """How the limits count. ``sliding_log``: a request is admitted when fewer than
-    ``requests_per_minute`` were admitted in the 60 seconds before it (one record per
-    admission; memory grows with the limit). ``gcra``: the generic cell rate algorithm, one
-    stored time per client and limit whatever the limit: up to ``requests_per_minute`` at
-    once, then one every 60/``requests_per_minute`` seconds (tokens alike)."""
 
 
 class PriceConfig(StrictModel):
@@ -312,30 +301,12 @@ class StateConfig(StrictModel):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://\S+$"
     )
-    redis_mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
-    """How ``redis_url`` is read. ``standalone``: one Redis server. ``cluster``: any one node
-    of a Redis Cluster (the others are discovered; MOVED, ASK and failover are followed).
-    ``sentinel``: a Sentinel (several as ``redis://host1:26379,host2:26379/0``), which names
-    the primary of ``sentinel_service``; the URL's password is the primary's."""
-    sentinel_service: str | None = Field(default=None, min_length=1, max_length=200)
-    """With ``redis_mode`` ``sentinel``: the name the Sentinels monitor the primary by
-    (``sentinel monitor <name> ...``). Required then, refused otherwise."""
     key_prefix: str = Field(default="gw:", min_length=1, max_length=64)
     # Envoy's and Kong's global limiters also default to serving on when their store fails.
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
     # Connect and reply timeout of one Redis call: a dead Redis costs a request at most this.
     timeout_s: float = Field(default=0.5, gt=0, le=10)
     max_connections: int = Field(default=64, ge=1)
-
-    @model_validator(mode="after")
-    def _sentinel_needs_a_service(self) -> StateConfig:
-        if self.redis_mode == "sentinel" and self.sentinel_service is None:
-            raise ValueError('sentinel_service: required with redis_mode "sentinel"')
-        if self.redis_mode != "sentinel" and self.sentinel_service is not None:
-            raise ValueError('sentinel_service: only with redis_mode "sentinel"')
-        if self.redis_mode != "standalone" and self.redis_url.startswith("unix://"):
-            raise ValueError(f"redis_url: a unix socket cannot name a {self.redis_mode} node")
-        return self
 
 
 class GatewayConfig(StrictModel):
