@@ -26,7 +26,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Sequence
+import time
 from typing import Any
 
 from ..config import BudgetConfig
@@ -96,8 +96,10 @@ class RedisState:
         self._node = os.urandom(6).hex()
         self._serial = itertools.count()
         self._waiting: dict[str, list[Settlement]] = {}
+        # When each client's oldest waiting settlement was deferred (-inf: send it now).
+        self._since: dict[str, float] = {}
         self._count = 0
-        self._urgent = False
+        self._everything = False  # the bound was reached, or shutdown: flush all
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
 
@@ -178,19 +180,29 @@ class RedisState:
 
     def defer(self, tag: str, settlement: Settlement, urgent: bool) -> None:
         """Queue a settlement of the client with slot tag ``tag``; ``urgent`` ones (more
-        used than reserved) are flushed at once, the others within ``FLUSH_AFTER_S``."""
-        self._waiting.setdefault(tag, []).append(settlement)
+        used than reserved) are sent at once, the others once they have waited
+        ``FLUSH_AFTER_S`` (unless the client's next call takes them first)."""
+        waiting = self._waiting.get(tag)
+        if waiting is None:
+            waiting = self._waiting[tag] = []
+            self._since[tag] = time.monotonic()
+        waiting.append(settlement)
         self._count += 1
-        if urgent or self._count >= MAX_WAITING:
-            self._urgent = True
-        self._start()
+        if urgent:
+            self._since[tag] = -math.inf
+        if self._count >= MAX_WAITING:
+            self._everything = True
+        self._start(urgent or self._everything)
 
-    async def flush(self) -> None:
-        """Apply every waiting settlement now, one script call per client, batched."""
-        while self._waiting:
-            batch: list[tuple[Sequence[str], Sequence[Arg]]] = []
-            for tag in list(self._waiting):
-                batch.append((self._keys(tag), self._take(tag, [])))
+    async def flush(self, waited: float = 0.0) -> None:
+        """Apply the settlements that have waited ``waited`` seconds (default: all) now, one
+        script call per client, in batches."""
+        cutoff = time.monotonic() - waited
+        while True:
+            due = [tag for tag, since in self._since.items() if since <= cutoff]
+            if not due:
+                return
+            batch = [(self._keys(tag), self._take(tag, [])) for tag in due]
             try:
                 await self.store.run_many(SETTLE, batch)
             except StateUnavailable:
@@ -198,7 +210,7 @@ class RedisState:
 
     async def aclose(self) -> None:
         """Apply what is waiting now, and let the flusher end."""
-        self._urgent = True
+        self._everything = True
         if self._wake is not None:
             self._wake.set()
         if self._flusher is not None:
@@ -223,30 +235,35 @@ class RedisState:
             self._waiting[tag] = rest
         else:
             del self._waiting[tag]
+            del self._since[tag]
         self._count -= len(taken)
         args.append(len(taken))
         for settlement in taken:
             args.extend(settlement)
         return args
 
-    def _start(self) -> None:
+    def _start(self, now: bool) -> None:
         if self._wake is None:
             self._wake = asyncio.Event()
-        if self._urgent:
+        if now:
             self._wake.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
+        """Until nothing waits: sleep until the oldest settlement is due (or a wake-up),
+        then send what is due (everything after the bound or at shutdown)."""
         assert self._wake is not None
         while self._waiting:
-            if not self._urgent:
+            oldest = min(self._since.values())
+            delay = oldest + FLUSH_AFTER_S - time.monotonic()
+            if delay > 0 and not self._everything:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(FLUSH_AFTER_S):
+                    async with asyncio.timeout(delay):
                         await self._wake.wait()
             self._wake.clear()
-            self._urgent = False
-            await self.flush()
+            everything, self._everything = self._everything, False
+            await self.flush(0.0 if everything else FLUSH_AFTER_S)
 
     def _unavailable(
         self, limits: Limits | None, hold: bool
