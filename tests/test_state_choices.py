@@ -28,6 +28,10 @@ def test_redis_mode_defaults_to_standalone_and_algorithm_to_the_sliding_log(tmp_
         ({"sentinel_service": "primary"}, 'sentinel_service: only with redis_mode "sentinel"'),
         ({"redis_mode": "sentinel", "sentinel_service": ""}, "state.sentinel_service"),
         ({"redis_mode": "cluster", "redis_url": "unix:///tmp/r.sock"}, "a unix socket"),
+        (
+            {"redis_mode": "sentinel", "sentinel_service": "s", "redis_url": "redis://h:1/x"},
+            "the database must be a number",
+        ),
     ],
 )
 def test_a_bad_redis_mode_setting_names_its_field(tmp_path, state, message):

@@ -335,6 +335,10 @@ class StateConfig(StrictModel):
             raise ValueError('sentinel_service: only with redis_mode "sentinel"')
         if self.redis_mode != "standalone" and self.redis_url.startswith("unix://"):
             raise ValueError(f"redis_url: a unix socket cannot name a {self.redis_mode} node")
+        if self.redis_mode == "sentinel":
+            database = self.redis_url.partition("//")[2].partition("/")[2].partition("?")[0]
+            if database and not database.isdigit():
+                raise ValueError(f"redis_url: the database must be a number, not {database!r}")
         return self
 
 

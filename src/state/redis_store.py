@@ -198,9 +198,10 @@ def _client(config: StateConfig) -> Any:
 
     The one immediate retry, only after a connection error, covers pooled sockets that
     a restart or a failover closed; a timeout is not retried and nothing backs off, so
-    a dead or stuck Redis costs a call one timeout, not a series.
+    a dead or stuck Redis costs a call one timeout, not a series. (The cluster client
+    re-reads the slot map before its one retry, and retries a timeout too.)
     """
-    timeouts = {
+    timeouts: dict[str, Any] = {
         "socket_timeout": config.timeout_s,
         "socket_connect_timeout": config.timeout_s,
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
@@ -214,6 +215,8 @@ def _client(config: StateConfig) -> Any:
         parts = urlsplit(config.redis_url)
         hosts = [_host_port(item) for item in parts.netloc.rpartition("@")[2].split(",")]
         primary: dict[str, Any] = {"db": int(parts.path.strip("/") or 0)}
+        if parts.scheme == "rediss":  # TLS to the Sentinels and to the primary
+            timeouts["ssl"] = True
         if parts.password is not None:
             primary["password"] = unquote(parts.password)
             primary["username"] = unquote(parts.username) if parts.username else None
