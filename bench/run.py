@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,8 +83,11 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def gateway_config(upstream_port: int, log_file: Path, redis_url: str | None) -> dict[str, object]:
-    state = {"backend": "redis", "redis_url": redis_url, "key_prefix": "bench:"}
+def gateway_config(
+    upstream_port: int, log_file: Path, redis_url: str | None, redis_mode: str = "standalone"
+) -> dict[str, object]:
+    state = {"backend": "redis", "redis_mode": redis_mode, "redis_url": redis_url}
+    state |= {"key_prefix": "bench:"}
     return {
         "state": state if redis_url else {"backend": "memory"},
         "providers": {
@@ -272,18 +276,47 @@ def meta(
     }
 
 
-def start_redis(stack: contextlib.ExitStack, tmp: Path, cpu: int) -> str:
-    """A private redis-server (no persistence) on the load core, for ``--state redis``."""
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        with socket.socket() as bus:
+            try:
+                bus.bind((HOST, port + 10_000))
+            except (OSError, OverflowError):
+                continue
+        return port
+
+
+def start_redis(stack: contextlib.ExitStack, tmp: Path, cpu: int, cluster: bool = False) -> str:
+    """A private redis-server (no persistence) on the load core, for ``--state redis``; with
+    ``cluster``, three of them made one Redis Cluster (``--redis-cluster``)."""
     binary = shutil.which("redis-server")
     if binary is None:
         fail("--state redis needs redis-server on the PATH (apt-get install -y redis-server)")
-    port = free_port()
-    log = tmp / "redis.out"
-    cmd = ["taskset", "-c", str(cpu), binary, "--port", str(port), "--bind", HOST]
-    cmd += ["--save", "", "--appendonly", "no"]
-    redis = stack.enter_context(managed(cmd, log, REPO_ROOT))
-    wait_for_port(redis, port, "redis-server", log)
-    return f"redis://{HOST}:{port}/0"
+    ports = []
+    for index in range(3 if cluster else 1):
+        port = free_cluster_port() if cluster else free_port()
+        log = tmp / f"redis-{index}.out"
+        cmd = ["taskset", "-c", str(cpu), binary, "--port", str(port), "--bind", HOST]
+        cmd += ["--save", "", "--appendonly", "no", "--dir", str(tmp)]
+        if cluster:
+            cmd += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
+        redis = stack.enter_context(managed(cmd, log, REPO_ROOT))
+        wait_for_port(redis, port, "redis-server", log)
+        ports.append(port)
+    if cluster:
+        cli = shutil.which("redis-cli") or fail("--redis-cluster needs redis-cli on the PATH")
+        nodes = [f"{HOST}:{port}" for port in ports]
+        create = [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(create, check=True, capture_output=True, timeout=60)
+        check = [cli, "--cluster", "check", nodes[0]]
+        deadline = time.monotonic() + 30
+        while subprocess.run(check, capture_output=True, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                fail("the Redis Cluster did not become ready within 30 s")
+            time.sleep(0.2)
+    return f"redis://{HOST}:{ports[0]}/0"
 
 
 def parse_args() -> argparse.Namespace:
@@ -322,8 +355,15 @@ def parse_args() -> argparse.Namespace:
         default="memory",
         help="the gateway's state backend; redis starts a private redis-server on the load core",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="with --state redis: a Redis Cluster of three primaries instead of one server",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
+    if args.redis_cluster and args.state != "redis":
+        parser.error("--redis-cluster needs --state redis")
     if args.duration < 1 or args.rounds < 0 or (args.soak is not None and args.soak < 1):
         parser.error("--duration and --soak must be >= 1, --rounds >= 0")
     return args
@@ -365,10 +405,14 @@ def main() -> None:
 
         redis_url = None
         if args.state == "redis":
-            redis_url = start_redis(stack, tmp, cores[1])
+            redis_url = start_redis(stack, tmp, cores[1], args.redis_cluster)
+        mode = "cluster" if args.redis_cluster else "standalone"
+        backend_name = "redis-cluster" if args.redis_cluster else args.state
         config_path = tmp / "gateway.json"
         config_path.write_text(
-            json.dumps(gateway_config(upstream_port, tmp / "gateway.log", redis_url), indent=2)
+            json.dumps(
+                gateway_config(upstream_port, tmp / "gateway.log", redis_url, mode), indent=2
+            )
         )
         gateway_port = free_port()
         gateway_log = tmp / "gateway.out"
@@ -393,7 +437,7 @@ def main() -> None:
         # "Idle" = started and has served one request of each kind (so lazy
         # imports and pools exist), but no load yet.
         results = Results(
-            meta(plan, cores, other.url if other else None, args.state),
+            meta(plan, cores, other.url if other else None, backend_name),
             startup_s,
             mib(rss_kib(gateway.pid)),
         )

@@ -16,6 +16,7 @@ from src.edge.app import create_app
 from tests.support import redis_servers
 from tests.support.gateway import GatewayProcess
 from tests.support.loopback import free_port
+from tests.support.redis_topologies import LocalCluster, delete_cluster_prefix
 from tests.support.schema import Validate, openai_validator
 from tests.support.upstream import FakeUpstream
 
@@ -27,7 +28,7 @@ from tests.support.configs import make_config as make_config  # isort: skip
 from tests.support.payloads import chat_body as chat_body  # isort: skip
 from tests.support.payloads import completion as completion  # isort: skip
 
-_REDIS_FIXTURES = {"redis_url", "redis_prefix", "redis_server"}
+_REDIS_FIXTURES = {"redis_url", "redis_prefix", "redis_server", "redis_cluster"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,9 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
         variant = callspec.params.get("state") if callspec is not None else None
-        if names & _REDIS_FIXTURES or variant == "redis":
+        if names & _REDIS_FIXTURES or variant in ("redis", "cluster"):
             item.add_marker(pytest.mark.redis)
-        if "redis_server" in names:
+        if "redis_server" in names or "redis_cluster" in names or variant == "cluster":
             item.add_marker(pytest.mark.slow)
 
 
@@ -139,12 +140,39 @@ def redis_server() -> Iterator[redis_servers.RedisServer]:
     server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A private Redis Cluster of three primaries for the session (``redis_topologies``)."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_prefix(redis_cluster: LocalCluster) -> Iterator[str]:
+    """A key prefix for this test alone on the session's cluster; deleted afterwards."""
+    prefix = redis_servers.new_prefix()
+    yield prefix
+    delete_cluster_prefix(redis_cluster.url, prefix)
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def state(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The ``state`` config of each backend: tests that take it run once per backend."""
+    """The ``state`` config of each backend (memory, one Redis, a Redis Cluster): tests that
+    take it run once per backend."""
     if request.param == "memory":
         return {"backend": "memory"}
-    url = request.getfixturevalue("redis_url")
-    prefix = request.getfixturevalue("redis_prefix")
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        prefix = request.getfixturevalue("cluster_prefix")
+        mode = "cluster"
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        mode = "standalone"
     # A generous timeout: on a loaded machine a short one would fail open and break exactness.
-    return {"backend": "redis", "redis_url": url, "key_prefix": prefix, "timeout_s": 5}
+    return {
+        "backend": "redis", "redis_mode": mode, "redis_url": url, "key_prefix": prefix,
+        "timeout_s": 5,
+    }  # fmt: skip

@@ -14,6 +14,7 @@ from .schema import (
     parse_config,
 )
 from .sections import (
+    Algorithm,
     AliasConfig,
     BreakerConfig,
     BudgetConfig,
@@ -37,6 +38,7 @@ from .sections import (
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "Algorithm",
     "AliasConfig",
     "BreakerConfig",
     "BudgetConfig",

@@ -191,8 +191,13 @@ Mode = Literal["enforce", "shadow"]
 """``shadow``: the rule never refuses; what it would have done goes into the telemetry line."""
 
 
+Algorithm = Literal["sliding_log", "gcra"]
+"""How a rate limit counts: ``sliding_log`` keeps each admission of the last minute (exact,
+memory grows with the limit); ``gcra`` keeps one time per client and limit (constant memory)."""
+
+
 class RateLimitConfig(StrictModel):
-    """Per-client limits over any 60 seconds (a sliding window)."""
+    """Per-client limits over any 60 seconds."""
 
     requests_per_minute: int = Field(ge=1)
     """Requests each client may make in any 60 seconds."""
@@ -205,6 +210,12 @@ class RateLimitConfig(StrictModel):
     when the answer ends."""
     mode: Mode = "enforce"
     """`shadow`: the limits refuse nothing, and the log says what they would have done."""
+    algorithm: Algorithm = "sliding_log"
+    """How the limits count. `sliding_log`: a request is admitted when fewer than
+    `requests_per_minute` were admitted in the 60 seconds before it (one record per
+    admission; memory grows with the limit). `gcra`: the generic cell rate algorithm, one
+    stored time per client and limit whatever the limit: up to `requests_per_minute` at
+    once, then one every 60/`requests_per_minute` seconds (tokens alike)."""
 
 
 class PriceConfig(StrictModel):
@@ -375,6 +386,14 @@ class StateConfig(StrictModel):
     )
     """The Redis to use, with its database number; a password goes in the URL
     (`redis://:secret@host:6379/0`) and is never logged."""
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
+    """How `redis_url` is read. `standalone`: one Redis server. `cluster`: any one node
+    of a Redis Cluster (the others are discovered; MOVED, ASK and failover are followed).
+    `sentinel`: a Sentinel (several as `redis://host1:26379,host2:26379/0`), which names
+    the primary of `sentinel_service`; the URL's password is the primary's."""
+    sentinel_service: str | None = Field(default=None, min_length=1, max_length=200)
+    """With `redis_mode` `sentinel`: the name the Sentinels monitor the primary by
+    (`sentinel monitor <name> ...`). Required then, refused otherwise."""
     key_prefix: str = Field(default="gw:", min_length=1, max_length=64)
     """Prefix of every key the gateway writes, so several gateways can share one Redis."""
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
@@ -385,3 +404,17 @@ class StateConfig(StrictModel):
     connection: what a dead Redis costs a request at most."""
     max_connections: int = Field(default=64, ge=1)
     """Redis connections per process."""
+
+    @model_validator(mode="after")
+    def _sentinel_needs_a_service(self) -> StateConfig:
+        if self.redis_mode == "sentinel" and self.sentinel_service is None:
+            raise ValueError('sentinel_service: required with redis_mode "sentinel"')
+        if self.redis_mode != "sentinel" and self.sentinel_service is not None:
+            raise ValueError('sentinel_service: only with redis_mode "sentinel"')
+        if self.redis_mode != "standalone" and self.redis_url.startswith("unix://"):
+            raise ValueError(f"redis_url: a unix socket cannot name a {self.redis_mode} node")
+        if self.redis_mode == "sentinel":
+            database = self.redis_url.partition("//")[2].partition("/")[2].partition("?")[0]
+            if database and not database.isdigit():
+                raise ValueError(f"redis_url: the database must be a number, not {database!r}")
+        return self

@@ -84,7 +84,7 @@ class Client:
 
 
 def _limits(rate: RateLimitConfig) -> Limits:
-    return Limits(rate.requests_per_minute, rate.tokens_per_minute)
+    return Limits(rate.requests_per_minute, rate.tokens_per_minute, rate.algorithm)
 
 
 class Identity:

@@ -5,8 +5,10 @@ client's allow-list, applies the policies' request phase, checks the prompt
 cap and the client's token cap, keeps the targets under a cost ceiling, holds
 an estimate of the cost against the client's budget and counts the request
 against the client's limits (reserving tokens, waiting for capacity where the
-client may). What it admits is a ``Ticket``; every refusal is a
-``GatewayError`` carrying the client's limit headers.
+client may). The hold and the count are one step of the state (one Redis
+call) for a keyed client whose rules are enforced; shadow rules and waiting
+take them one after the other. What it admits is a ``Ticket``; every refusal
+is a ``GatewayError`` carrying the client's limit headers.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from ..governance.policies import Call, Policies, Rule
 from ..observability.telemetry import CallRecord
 from ..providers import Usage
 from ..routing import Route, Router, Target
+from ..state.joint import Claim
 from ..state.limiter import Decision, Limiter, Quota
-from ..state.spend import SpendStore
+from ..state.spend import BudgetDecision, SpendStore
 from . import accounting
 from .pricing import PriceTable
 from .quote import quote
@@ -73,6 +76,7 @@ class Admission:
         self.policies = policies
         self.limiter = limiter
         self.spend = spend
+        self.joint = limiter.joint(spend)
         self.queue = queue
 
     async def admit(
@@ -108,9 +112,7 @@ class Admission:
         except GatewayError as exc:
             exc.headers.update(await self.quota_headers(record.client_id, client))
             raise with_rule_fields(exc, client) from None
-        if client.id is not None:
-            await self._hold_budget(record, client, ticket)
-        decision = await self._count(record.client_id, client, ticket)
+        decision = await self._hold_and_count(record, client, ticket)
         ticket.headers = limit_headers(client, decision.quota)
         if decision.allowed:
             ticket.reservation = decision.reservation
@@ -178,38 +180,80 @@ class Admission:
             for note in await self.policies.before(call, rules, body):
                 record.note_shadow(note)
 
-    async def _hold_budget(self, record: CallRecord, client: Client, ticket: Ticket) -> None:
-        """Hold the request's estimated cost (at the first target's price); refuse over budget."""
-        assert client.id is not None
+    async def _hold_and_count(self, record: CallRecord, client: Client, ticket: Ticket) -> Decision:
+        """The budget hold (keyed clients) and the limiter's decision: one joint step when
+        both rules are enforced and the client does not queue behind earlier waiters."""
+        client_id, reserve = record.client_id, self._reserve(client, ticket)
+        if client.id is None:
+            return await self._count(client_id, client, ticket, reserve)
+        timeout = client.queue_timeout_s or ticket.route.queue_timeout_s
+        if (
+            client.budget_shadow
+            or client.rate_shadow
+            or client.id != client_id
+            or (timeout is not None and self.queue.queued(client_id))
+        ):
+            await self._hold_budget(record, client, ticket)
+            return await self._count(client_id, client, ticket, reserve)
+        estimate = self._estimate_usd(ticket)
+        claim = Claim(client_id, client.limits, reserve, client.budget, estimate)
+        verdict, decision = await self.joint.admit(claim)
+        if decision is None:
+            await self._over_budget(record, client, verdict)
+        assert decision is not None
+        ticket.hold = verdict.hold
+        if decision.allowed or timeout is None or decision.exceeded == "unavailable":
+            return decision
+        # over a limit, and the client may wait for capacity: it holds its budget meanwhile
+        await self._hold_budget(record, client, ticket)
+        return await self._wait(client_id, client, reserve, decision, timeout)
+
+    def _reserve(self, client: Client, ticket: Ticket) -> int:
+        """The tokens the request reserves against the client's token limit."""
+        reserve = ticket.prompt_estimate + ticket.completion_estimate
+        tpm = client.limits.tokens_per_minute
+        # max_tokens is a ceiling, not a forecast: a request asking for more than the
+        # whole minute's tokens still runs, alone in an otherwise empty window.
+        return reserve if tpm is None else min(reserve, tpm)
+
+    def _estimate_usd(self, ticket: Ticket) -> float:
+        """The request's estimated cost, at the first (fitting) target's price."""
         first = ticket.within[0] if ticket.within else ticket.route.group[0]
         usage = Usage(ticket.prompt_estimate, ticket.completion_estimate)
-        estimate = accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+        return accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+
+    async def _hold_budget(self, record: CallRecord, client: Client, ticket: Ticket) -> None:
+        """Hold the request's estimated cost; refuse over budget (under a shadow budget,
+        note it and hold anyway)."""
+        assert client.id is not None
+        estimate = self._estimate_usd(ticket)
         verdict = await self.spend.admit(client.id, client.budget, estimate)
         if not verdict.allowed:
-            assert client.budget is not None
-            over = accounting.refusal(client.id, client.budget, verdict)
-            if client.budget_shadow:
-                note_shadow(record, over)
-                verdict = await self.spend.admit(client.id, None, estimate)
-            else:
-                over.headers.update(await self.quota_headers(record.client_id, client))
-                raise with_rule_fields(over, client)
+            await self._over_budget(record, client, verdict)
+            verdict = await self.spend.admit(client.id, None, estimate)
         ticket.hold = verdict.hold
 
-    async def _count(self, client_id: str, client: Client, ticket: Ticket) -> Decision:
+    async def _over_budget(
+        self, record: CallRecord, client: Client, verdict: BudgetDecision
+    ) -> None:
+        """Refuse a request over the client's budget; a shadow budget only notes it."""
+        assert client.id is not None and client.budget is not None
+        over = accounting.refusal(client.id, client.budget, verdict)
+        if client.budget_shadow:
+            note_shadow(record, over)
+            return
+        over.headers.update(await self.quota_headers(record.client_id, client))
+        raise with_rule_fields(over, client)
+
+    async def _count(
+        self, client_id: str, client: Client, ticket: Ticket, reserve: int
+    ) -> Decision:
         """The limiter's decision; a refused request of a client (or alias) that may wait for
         capacity waits in the queue (behind the client's earlier waiters)."""
-        limits = client.limits
-        reserve = ticket.prompt_estimate + ticket.completion_estimate
-        if limits.tokens_per_minute is not None:
-            # max_tokens is a ceiling, not a forecast: a request asking for more than the
-            # whole minute's tokens still runs, alone in an otherwise empty window.
-            reserve = min(reserve, limits.tokens_per_minute)
-        queue = self.queue
         timeout = client.queue_timeout_s or ticket.route.queue_timeout_s
         decision: Decision | None = None
-        if timeout is None or client.rate_shadow or not queue.queued(client_id):
-            decision = await self.limiter.admit(client_id, limits, reserve)
+        if timeout is None or client.rate_shadow or not self.queue.queued(client_id):
+            decision = await self.limiter.admit(client_id, client.limits, reserve)
             if (
                 decision.allowed
                 or timeout is None
@@ -217,8 +261,18 @@ class Admission:
                 or decision.exceeded == "unavailable"  # a store that is down: no use waiting
             ):
                 return decision
-        return await queue.wait(
-            client_id, limits, reserve, decision, timeout_s=timeout,
+        return await self._wait(client_id, client, reserve, decision, timeout)
+
+    async def _wait(
+        self,
+        client_id: str,
+        client: Client,
+        reserve: int,
+        refused: Decision | None,
+        timeout: float,
+    ) -> Decision:
+        return await self.queue.wait(
+            client_id, client.limits, reserve, refused, timeout_s=timeout,
             priority=client.priority, max_length=self.config.max_queue_length,
         )  # fmt: skip
 

@@ -1,12 +1,12 @@
 """Where the gateway's counters live, chosen by ``config.state.backend`` at start-up.
 
-``memory`` keeps the rate-limit windows and the spend in this process (spend
+``memory`` keeps the rate-limit state and the spend in this process (spend
 also in the ledger file): nothing to run, but several workers or replicas
 each enforce their own limits, which start-up says in one warning line when it
 can tell there are several workers. ``redis`` keeps both in one Redis every
-process shares (one ``RedisStore``), with the ``on_error`` policy. The
-backend is fixed at start-up: a reload keeps it (changing ``state`` needs a
-restart).
+process shares (a server, a cluster or a Sentinel's primary: one
+``RedisStore``), with the ``on_error`` policy. The backend is fixed at
+start-up: a reload keeps it (changing ``state`` needs a restart).
 """
 
 from __future__ import annotations
@@ -24,30 +24,37 @@ from .spend import SpendStore
 from .spend.memory import MemorySpendStore
 
 if TYPE_CHECKING:
-    from .redis_store import RedisStore
+    from .redis_state import RedisState
 
 log = logging.getLogger("gateway.state")
 
 
 class StateBackend:
-    """The limiter, the spend store and, with ``redis``, the store both run on."""
+    """The limiter, the spend store and, with ``redis``, the state both run on."""
 
     def __init__(
-        self, limiter: Limiter, spend: SpendStore, store: RedisStore | None = None
+        self, limiter: Limiter, spend: SpendStore, shared: RedisState | None = None
     ) -> None:
         self.limiter = limiter
         self.spend = spend
-        self.store = store
+        self.shared = shared
 
     @property
     def failures(self) -> int:
         """Failed calls to the shared store since start-up; 0 with the memory backend."""
-        return self.store.failures if self.store is not None else 0
+        return self.shared.store.failures if self.shared is not None else 0
+
+    async def flush(self) -> None:
+        """Apply the settlements a shared store holds back (``RedisState``); now, not later."""
+        if self.shared is not None:
+            await self.shared.flush()
 
     async def aclose(self) -> None:
+        """Flush what is waiting and close the stores."""
         await self.spend.aclose()
-        if self.store is not None:
-            await self.store.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
+            await self.shared.store.aclose()
 
 
 async def open_backend(gateway_config: GatewayConfig) -> StateBackend:
@@ -65,15 +72,16 @@ async def open_backend(gateway_config: GatewayConfig) -> StateBackend:
         spend = await MemorySpendStore.open(gateway_config.ledger_path())
         return StateBackend(MemoryLimiter(), spend)
     # Imported here: redis-py takes ~0.1 s to import, which the memory backend need not pay.
-    from .limiter.redis import SCRIPTS as LIMITER_SCRIPTS
     from .limiter.redis import RedisLimiter
+    from .redis_scripts import SCRIPTS
+    from .redis_state import RedisState
     from .redis_store import RedisStore
-    from .spend.redis import SCRIPTS as SPEND_SCRIPTS
     from .spend.redis import RedisSpendStore
 
-    store = RedisStore(config, LIMITER_SCRIPTS + SPEND_SCRIPTS)
+    store = RedisStore(config, SCRIPTS)
     await store.start()
-    return StateBackend(RedisLimiter(store), RedisSpendStore(store), store)
+    shared = RedisState(store)
+    return StateBackend(RedisLimiter(shared), RedisSpendStore(shared), shared)
 
 
 def worker_count(argv: Sequence[str], web_concurrency: str | None) -> int:

@@ -146,7 +146,7 @@ def test_diff_says_what_changed_in_plain_words(tmp_path: Path) -> None:
         "routes.r.match.use_case changed: ['a'] -> ['b']",
         "client added: beta",
         "clients.acme.rate_limit set: {requests_per_minute: 5, tokens_per_minute: None,"
-        " reserve_completion_tokens: 256, mode: 'enforce'}",
+        " reserve_completion_tokens: 256, mode: 'enforce', algorithm: 'sliding_log'}",
     ]
 
 

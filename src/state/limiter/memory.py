@@ -1,4 +1,4 @@
-"""The in-process limiter: sliding-window logs in dictionaries.
+"""The in-process limiter: sliding-window logs, or GCRA meters, in dictionaries.
 
 Exact under concurrency because the event loop runs ``admit`` to completion
 without an ``await`` between the check and the count. Limits are per process:
@@ -11,8 +11,13 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from . import WINDOW_S, Decision, Limits, Quota
+from ..joint import JointAdmission, Sequential
+from . import WINDOW_S, Decision, Limits, Quota, gcra
+
+if TYPE_CHECKING:
+    from ..spend import SpendStore
 
 _SWEEP_EVERY = 4096
 
@@ -58,10 +63,19 @@ class MemoryLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
+        self._meters: dict[str, gcra.Meter] = {}
         self._admissions = 0
 
     async def admit(self, client_id: str, limits: Limits, tokens: int) -> Decision:
         now = self._clock()
+        self._admissions += 1
+        if self._admissions % _SWEEP_EVERY == 0:
+            self._sweep(now)
+        if limits.algorithm == "gcra":
+            meter = self._meters.get(client_id)
+            if meter is None:
+                meter = self._meters[client_id] = gcra.Meter()
+            return meter.admit(client_id, limits, tokens, now)
         window = self._windows.get(client_id)
         if window is None:
             window = self._windows[client_id] = _Window()
@@ -82,18 +96,24 @@ class MemoryLimiter:
             reservation = _Reservation(now, tokens, window)
             window.reservations.append(reservation)
             window.token_total += tokens
-        self._admissions += 1
-        if self._admissions % _SWEEP_EVERY == 0:
-            self._sweep(now)
         return Decision(True, window.quota(limits), reservation=reservation)
 
     async def reconcile(self, reservation: object, used_tokens: int) -> None:
+        if isinstance(reservation, gcra.Reservation):
+            meter = self._meters.get(reservation.client_id)
+            if meter is None:  # forgotten while idle: an overrun still counts from now
+                meter = self._meters[reservation.client_id] = gcra.Meter()
+            meter.reconcile(reservation, used_tokens, self._clock())
+            return
         if not isinstance(reservation, _Reservation) or reservation.window is None:
             return  # no token limit, or the reservation already left the window
         reservation.window.token_total += used_tokens - reservation.tokens
         reservation.tokens = used_tokens
 
     async def peek(self, client_id: str, limits: Limits) -> Quota:
+        if limits.algorithm == "gcra":
+            meter = self._meters.get(client_id)
+            return (meter or gcra.Meter()).quota(limits, self._clock())
         window = self._windows.get(client_id)
         if window is None:
             return _Window().quota(limits)
@@ -111,10 +131,15 @@ class MemoryLimiter:
                 return _ceil_s(reservation.at + WINDOW_S - now)
         return math.ceil(WINDOW_S)
 
+    def joint(self, spend: SpendStore) -> JointAdmission:
+        return Sequential(self, spend)
+
     def _sweep(self, now: float) -> None:
         """Forget clients with nothing left in their window, so memory stays bounded."""
         for client_id in [c for c, w in self._windows.items() if _idle(w, now)]:
             del self._windows[client_id]
+        for client_id in [c for c, m in self._meters.items() if m.idle(now)]:
+            del self._meters[client_id]
 
 
 def _idle(window: _Window, now: float) -> bool:

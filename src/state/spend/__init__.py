@@ -7,8 +7,8 @@ Holding the estimate is what stops a burst of concurrent requests from all
 passing a budget that only the first of them fits in, while a client that
 sends one request at a time is refused exactly when its spend has reached the
 budget. ``MemorySpendStore`` keeps the totals in this process and records
-every charge in a ledger file so they survive a restart; a shared store
-(Redis) implements the same four methods.
+every charge in a ledger file so they survive a restart; ``RedisSpendStore``
+keeps them in a Redis every replica shares.
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ class Spend:
 
 @dataclass(frozen=True, slots=True)
 class BudgetDecision:
-    """The outcome of ``admit``; when refused, ``exceeded`` names the budget field reached."""
+    """The outcome of ``admit``; when refused, ``exceeded`` names the budget field reached.
+
+    ``spend`` is the client's spend with the estimates in flight; its ``held_usd`` (what
+    is in flight) is exact with a refusal, which quotes it, while a shared store leaves it
+    0 on an admission rather than read every hold of the client for it.
+    """
 
     allowed: bool
     spend: Spend
@@ -49,8 +54,10 @@ class SpendStore(Protocol):
         ...
 
     async def settle(self, hold: object, cost_usd: float) -> None:
-        """Release the hold of one admission and charge ``cost_usd`` to the current day and
-        month, durably. Call exactly once per admission."""
+        """Release the hold of one admission and charge ``cost_usd`` (to the current day and
+        month; a shared store charges the admission's day and month). Call exactly once per
+        admission. A shared store may apply a settlement that costs no more than its hold a
+        little later: until then the spend shows the hold, never less."""
         ...
 
     async def spent(self, client_id: str) -> Spend:
