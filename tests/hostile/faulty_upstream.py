@@ -24,6 +24,16 @@ comma-separated list of actions, one per attempt (the last one repeats):
 - ``status:CODE[:RETRY_AFTER]``: an error status; ``RETRY_AFTER`` is seconds,
   ``date+S`` (an HTTP date S seconds ahead) or any other text (sent as it is).
 - ``echo:CODE``: an error status whose body quotes every credential header it got.
+- ``endless``: a 200 JSON answer whose chunked body never ends, sent as fast as
+  the gateway reads it.
+- ``huge:MIB``: a 200 JSON answer of ``MIB`` MiB, with its ``Content-Length``.
+- ``gzip:MIB``: a 200 answer with ``Content-Encoding: gzip`` that nobody asked
+  for: a JSON answer whose content is ``MIB`` MiB of zeros, compressed about
+  1000 to 1 (streams: five pieces, compressed).
+- ``nolines:MIB``: streams: two pieces, then ``MIB`` MiB without a newline.
+- ``long:PIECES:SIZE[:HOLD]``: streams: ``PIECES`` pieces of ``SIZE``
+  characters of words (``p<i> w w w ...``), then ``HOLD`` seconds of silence
+  (unless the gateway leaves) before the end.
 
 Every attempt is recorded (``Attempt``): rid, action, headers, body, when it
 arrived, when its first event went out, and when the gateway closed the
@@ -36,12 +46,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import re
 import socket
 import struct
 import threading
 import time
 import traceback
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -274,6 +286,17 @@ class FaultyUpstream(_Loopback):
             attempt.retry_after = extra.get("retry-after")
             error = {"error": {"message": "injected fault", "type": "server_error"}}
             return await _json(writer, int(args[0]), error, extra)
+        if name == "endless":
+            return await self._endless(attempt, writer)
+        if name == "huge":
+            return await self._huge(attempt, writer, int(args[0]))
+        if name == "gzip":
+            return await self._gzip(attempt, writer, int(args[0]), stream)
+        if name == "nolines":
+            return await self._nolines(attempt, writer, int(args[0]))
+        if name == "long":
+            hold = float(args[2]) if len(args) > 2 else 0.0
+            return await self._long(attempt, reader, writer, int(args[0]), int(args[1]), hold)
         if name == "echo":
             quoted = {
                 k: v
@@ -344,6 +367,139 @@ class FaultyUpstream(_Loopback):
         attempt.closed_by_peer_at = time.monotonic()
         return False
 
+    async def _endless(self, attempt: Attempt, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            _head(200, {"content-type": "application/json", "transfer-encoding": "chunked"})
+            + _chunk(b'{"id": "x", "choices": [{"message": {"content": "')
+        )
+        piece = _chunk(b"a" * 65536)
+        try:
+            while True:
+                writer.write(piece)
+                await writer.drain()
+        except ConnectionError:
+            attempt.closed_by_peer_at = time.monotonic()
+        return False
+
+    async def _huge(self, attempt: Attempt, writer: asyncio.StreamWriter, mib: int) -> bool:
+        head, tail = orjson.dumps(_completion(attempt, 1)).split(b'"p0"')
+        size = mib << 20
+        writer.write(
+            _head(200, {"content-type": "application/json", "content-length": str(size)})
+            + head
+            + b'"'
+        )
+        left = size - len(head) - len(tail) - 2
+        try:
+            while left > 0:
+                writer.write(b"a" * min(left, 65536))
+                left -= 65536
+                await writer.drain()
+            writer.write(b'"' + tail)
+            await writer.drain()
+        except ConnectionError:
+            attempt.closed_by_peer_at = time.monotonic()
+            return False
+        return True
+
+    async def _gzip(
+        self, attempt: Attempt, writer: asyncio.StreamWriter, mib: int, stream: bool
+    ) -> bool:
+        if stream:
+            body = gzip_bomb(b"".join(_events(attempt, 5)), b"", b"", 0)
+            kind = "text/event-stream"
+        else:
+            head, tail = orjson.dumps(_completion(attempt, 1)).split(b"p0")
+            body = await asyncio.to_thread(gzip_bomb, head, b"0", tail, mib)
+            kind = "application/json"
+        headers = {
+            "content-type": kind,
+            "content-encoding": "gzip",
+            "content-length": str(len(body)),
+        }
+        try:
+            writer.write(_head(200, headers) + body)
+            await writer.drain()
+        except ConnectionError:
+            attempt.closed_by_peer_at = time.monotonic()
+            return False
+        return True
+
+    async def _nolines(self, attempt: Attempt, writer: asyncio.StreamWriter, mib: int) -> bool:
+        events = _events(attempt, 2)
+        writer.write(
+            _head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
+            + b"".join(_chunk(event) for event in events[:3])
+            + _chunk(b"data: ")
+        )
+        attempt.events_sent = 3
+        piece = _chunk(b"x" * 65536)
+        try:
+            for _ in range(mib * 16):
+                writer.write(piece)
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except ConnectionError:
+            attempt.closed_by_peer_at = time.monotonic()
+            return False
+        return True
+
+    async def _long(
+        self,
+        attempt: Attempt,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        pieces: int,
+        size: int,
+        hold: float,
+    ) -> bool:
+        events = _events(attempt, pieces, size)
+        writer.write(
+            _head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"})
+        )
+        try:
+            for event in events[: pieces + 1]:
+                writer.write(_chunk(event))
+                await writer.drain()
+                attempt.events_sent += 1
+            if not await wait_unless_peer_leaves(reader, hold):
+                attempt.closed_by_peer_at = time.monotonic()
+                return False
+            writer.write(b"".join(_chunk(event) for event in events[pieces + 1 :]) + b"0\r\n\r\n")
+            await writer.drain()
+        except ConnectionError:
+            attempt.closed_by_peer_at = time.monotonic()
+            return False
+        return True
+
+
+@functools.cache
+def gzip_bomb(head: bytes, filler: bytes, tail: bytes, mib: int) -> bytes:
+    """gzip of ``head``, ``mib`` MiB of ``filler`` and ``tail``, built in a few milliseconds.
+
+    After a full flush the compressor starts afresh, so one compressed MiB can be
+    repeated; only the CRC needs the whole input.
+    """
+    block = filler * ((1 << 20) // max(1, len(filler))) if filler else b""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    repeated = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH) if mib else b""
+    last = deflate.compress(tail) + deflate.flush()
+    crc = zlib.crc32(head)
+    for _ in range(mib):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(tail, crc)
+    size = len(head) + len(block) * mib + len(tail)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + first + repeated * mib + last + trailer
+
+
+def _chunk(data: bytes) -> bytes:
+    """One piece of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
 
 async def _json(
     writer: asyncio.StreamWriter, status: int, payload: Any, extra: dict[str, str] | None = None
@@ -408,7 +564,12 @@ def _embeddings(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def _events(attempt: Attempt, pieces: int) -> list[bytes]:
+def _events(attempt: Attempt, pieces: int, size: int = 0) -> list[bytes]:
+    """Role chunk, ``pieces`` content chunks, finish, usage, ``[DONE]``.
+
+    Content pieces are ``p<i> `` or, with ``size``, ``p<i>`` then words up to
+    ``size`` characters.
+    """
     model = attempt.body.get("model") if isinstance(attempt.body, dict) else None
 
     def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
@@ -426,7 +587,11 @@ def _events(attempt: Attempt, pieces: int) -> list[bytes]:
         return [{"index": 0, "delta": content, "finish_reason": finish}]
 
     events = [chunk(delta({"role": "assistant", "content": ""}))]
-    events += [chunk(delta({"content": f"p{i} "})) for i in range(pieces)]
+    if size:
+        filler = " w" * max(0, (size - 8) // 2)
+        events += [chunk(delta({"content": f"p{i:<6}{filler}"})) for i in range(pieces)]
+    else:
+        events += [chunk(delta({"content": f"p{i} "})) for i in range(pieces)]
     events.append(chunk(delta({}, "stop")))
     events.append(
         chunk([], {"prompt_tokens": 7, "completion_tokens": pieces, "total_tokens": 7 + pieces})
