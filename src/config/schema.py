@@ -25,6 +25,13 @@ from pydantic import (
 )
 
 DEFAULT_CONFIG_PATH = "config/example.config.json"
+# A full OpenAI embeddings batch (2,048 inputs) of 3,072-dimension vectors is about
+# 34 MB in base64 (the OpenAI SDKs' default encoding) and about 41 MB at 1,536
+# dimensions as compact JSON floats: 64 MiB holds either with room.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_POOL_TIMEOUT_S = 5.0
 
 
 class ConfigError(Exception):
@@ -51,7 +58,21 @@ class ProviderConfig(StrictModel):
     base_url: str = Field(pattern=r"^https?://[^\s/]+")
     api_key_env: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
-    max_connections: int = Field(default=256, ge=1)
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1)
+    """Connections the gateway may hold open to this provider at once (one per request
+    in progress, streams included). A request that finds them all in use waits for one,
+    at most ``pool_timeout_s``."""
+    pool_timeout_s: float = Field(default=DEFAULT_POOL_TIMEOUT_S, gt=0)
+    """How long a request waits for a free connection when all ``max_connections`` are in
+    use (never longer than ``timeout_s``); then this target fails with
+    ``upstream_pool_exhausted`` and the next target, if any, is tried."""
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
+    """The largest non-streamed answer (chat completion, embeddings) the gateway reads from
+    this provider, in bytes as sent. A larger one is cut where it passes the bound (or
+    refused from its ``Content-Length``) and fails the attempt with ``upstream_error``."""
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024)
+    """The largest server-sent event of a stream from this provider, in bytes. A stream
+    whose event grows past it fails with one error event (``upstream_error``)."""
     # The HTTP client behind the adapter: the gateway's own lean HTTP/1.1 client,
     # or aiohttp's (HTTP/1.1 too, more general, about five times the CPU per call).
     transport: Literal["http1", "aiohttp"] = "http1"
@@ -321,6 +342,10 @@ class GatewayConfig(StrictModel):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # after SIGTERM: how long streams in flight may run on before they end with an error event
     shutdown_drain_s: float = Field(default=10.0, ge=0)
+    response_write_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a client may leave the gateway's output unread: once the connection's send
+    buffer is full, a client that takes no byte of it for this long is cut (a stream's
+    telemetry line: 499 ``client_too_slow``). The gateway's HTTP layer enforces it."""
     log_file: str = "logs/gateway.log"
     log_max_bytes: int | None = Field(default=None, ge=1024)
     log_backups: int = Field(default=5, ge=1, le=1000)
