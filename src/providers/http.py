@@ -154,19 +154,21 @@ class HTTPProvider:
     async def _read_error(self, response: httpx.Response) -> bytes | bytearray:
         """The start of an error answer (its message is all the gateway uses); response closed."""
         try:
-            if response.headers.get("content-encoding", "identity").lower() != "identity":
-                return b""
+            if _unasked_coding(response) is not None:
+                return b""  # not readable without inflating it: no message, then
             return await _collect(response, _MAX_ERROR_BYTES, None)
         finally:
             await response.aclose()
 
     def _check_encoding(self, response: httpx.Response) -> None:
-        coding = response.headers.get("content-encoding")
-        if coding is not None and coding.strip().lower() != "identity":
+        coding = _unasked_coding(response)
+        if coding is not None:
             raise AttemptFailed(
                 "bad_response",
-                f"provider {self.name} answered in Content-Encoding {coding[:40]!r},"
-                " which the gateway did not ask for (it asks for identity)",
+                self.safe(
+                    f"provider {self.name} answered in Content-Encoding {coding[:40]!r},"
+                    " which the gateway did not ask for (it asks for identity)"
+                ),
             )
 
     def _too_large(self, limit: int) -> AttemptFailed:
@@ -325,6 +327,14 @@ async def _collect(
                 body = bytearray(body)
             body += chunk
     return body
+
+
+def _unasked_coding(response: httpx.Response) -> str | None:
+    """The body's ``Content-Encoding`` unless it is ``identity`` (all the gateway asks for)."""
+    coding: str | None = response.headers.get("content-encoding")
+    if coding is None or coding.strip().lower() == "identity":
+        return None
+    return coding
 
 
 def _declared_length(response: httpx.Response) -> int:

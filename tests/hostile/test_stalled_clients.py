@@ -218,6 +218,7 @@ def test_streams_held_open_keep_little_memory_each(stalling: HostileGateway, fig
     before, during, sizes = asyncio.run(_held(stalling, streams, pieces))
     relayed = sum(sizes)
     growth = during - before
+    figures.add("stalled_clients", cases=streams)
     figures.record(
         "stalled_clients",
         held_streams=streams,
@@ -255,6 +256,7 @@ def test_sigterm_cuts_a_stream_whose_client_reads_nothing_at_the_drain_deadline(
         sock.close()
         gateway.stop()
     lines = gateway.log_lines()
+    figures.add("stalled_clients", cases=1)
     figures.record(
         "stalled_clients",
         sigterm_with_silent_reader_exit_s=round(exit_s, 2),
