@@ -24,6 +24,7 @@ caller's dialect (``edge.dialects``); nothing else builds error bodies.
     ├── RequestHeadTooLarge       431 request_too_large     (the HTTP layer's head limit)
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── ClientGone                499 client_disconnected   (the client left mid-body)
+    ├── ClientTooSlow             499 client_too_slow       (took no bytes for the write timeout)
     ├── RateLimited               429 rate_limit_exceeded   (the gateway's limit; Retry-After)
     ├── BudgetExceeded            429 budget_exceeded       (Retry-After: the budget's reset)
     ├── PolicyFailed              500 policy_error          (a Python hook raised)
@@ -31,6 +32,7 @@ caller's dialect (``edge.dialects``); nothing else builds error bodies.
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
     ├── UpstreamUnavailable       503 upstream_unavailable  (every target's breaker is open)
+    ├── UpstreamPoolExhausted     503 upstream_pool_exhausted (no free connection in time)
     ├── LimiterUnavailable        503 limiter_unavailable   (Redis down and fail_closed)
     ├── ShuttingDown              503 service_unavailable   (SIGTERM received: no new work)
     └── UpstreamTimeout           504 upstream_timeout      (also: the request deadline passed)
@@ -176,6 +178,13 @@ class ClientGone(GatewayError):
     type = "client_disconnected"
 
 
+class ClientTooSlow(GatewayError):
+    """The client took none of the answer for ``response_write_timeout_s``: cut, never shown."""
+
+    status = 499
+    type = "client_too_slow"
+
+
 class UnsupportedMediaType(GatewayError):
     status = 415
     type = "unsupported_media_type"
@@ -230,6 +239,16 @@ class UpstreamUnavailable(GatewayError):
 
     status = 503
     type = "upstream_unavailable"
+
+
+class UpstreamPoolExhausted(GatewayError):
+    """Every target tried had all its ``max_connections`` in use for its ``pool_timeout_s``.
+
+    The gateway's own connection cap, not the provider failing: no breaker counts it.
+    """
+
+    status = 503
+    type = "upstream_pool_exhausted"
 
 
 class LimiterUnavailable(GatewayError):

@@ -64,7 +64,11 @@ class GatewayConfig(StrictModel):
     431 `request_too_large`."""
     shutdown_drain_s: float = Field(default=10.0, ge=0)
     """After SIGTERM, how long streams in flight may run on before they end with an
-    error event."""
+    error event; one second later, connections still being written to are cut."""
+    response_write_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a client may leave the gateway's output unread: once the connection's send
+    buffer is full, a client that takes no byte of it for this long is cut (a stream's
+    telemetry line: 499 `client_too_slow`). The gateway's HTTP layer enforces it."""
     log_file: str = "logs/gateway.log"
     """File the telemetry lines are appended to (its directory is created if needed).
     Cannot change on reload."""

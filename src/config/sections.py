@@ -14,6 +14,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+# A full OpenAI embeddings batch (2,048 inputs) of 3,072-dimension vectors is about
+# 34 MB in base64 (the OpenAI SDKs' default encoding) and about 41 MB at 1,536
+# dimensions as compact JSON floats: 64 MiB holds either with room.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_POOL_TIMEOUT_S = 5.0
+
 
 class StrictModel(BaseModel):
     """A config section: unknown fields refused, values frozen once loaded.
@@ -45,8 +53,21 @@ class ProviderConfig(StrictModel):
     timeout_s: float = Field(default=30.0, gt=0)
     """How long one attempt may take: the whole answer for a non-streamed call; the
     response headers, then each gap between events, for a stream."""
-    max_connections: int = Field(default=256, ge=1)
-    """Size of the provider's connection pool."""
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1)
+    """Connections the gateway may hold open to this provider at once (one per request
+    in progress, streams included). A request that finds them all in use waits for one,
+    at most `pool_timeout_s`."""
+    pool_timeout_s: float = Field(default=DEFAULT_POOL_TIMEOUT_S, gt=0)
+    """How long a request waits for a free connection when all `max_connections` are in
+    use (never longer than `timeout_s`); then this target fails with
+    `upstream_pool_exhausted` and the next target, if any, is tried."""
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
+    """The largest non-streamed answer (chat completion, embeddings) the gateway reads from
+    this provider, in bytes as sent. A larger one is cut where it passes the bound (or
+    refused from its `Content-Length`) and fails the attempt with `upstream_error`."""
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024)
+    """The largest server-sent event of a stream from this provider, in bytes. A stream
+    whose event grows past it fails with one error event (`upstream_error`)."""
     transport: Literal["http1", "aiohttp"] = "http1"
     """The HTTP client behind the adapter: the gateway's own lean HTTP/1.1 client, or
     aiohttp's, more general and about five times the CPU per call."""

@@ -47,6 +47,7 @@ from ..observability.tracing import Tracing, exporter_names
 from ..pipeline.streaming import SSEResponse
 from ..pipeline.waiting import CapacityQueue
 from ..providers import TransportFactory
+from ..providers.pool import raise_open_files_limit
 from ..state.backend import open_backend
 from .admin import AdminGuard
 from .protocol import GatewayProtocol
@@ -214,9 +215,17 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The telemetry line is the access log: uvicorn's own would double every request.
         logging.getLogger("uvicorn.access").disabled = True
-        GatewayProtocol.configure(config.request_read_timeout_s, config.max_header_bytes)
+        GatewayProtocol.configure(
+            config.request_read_timeout_s,
+            config.max_header_bytes,
+            config.response_write_timeout_s,
+            config.shutdown_drain_s,
+        )
         if config.clients is None:
             print(OPEN_MODE_WARNING, file=sys.stderr, flush=True)
+        short = raise_open_files_limit(sum(p.max_connections for p in config.providers.values()))
+        if short is not None:
+            print(short, file=sys.stderr, flush=True)
         backend = app.state.backend = await open_backend(config)
         tracing = Tracing(config, tracing_exporters) if tracing_exporters else None
         writer = LineWriter(
@@ -227,6 +236,7 @@ def create_app(
         app.state.gateway = build_gateway(
             config, policies, backend.limiter, backend.spend, transport,
             telemetry.circuit_changed, CapacityQueue(backend.limiter, metrics), in_flight,
+            metrics.pool if metrics is not None else None,
         )  # fmt: skip
         app.state.admin = AdminGuard(config)
         app.state.metrics, app.state.rolling = metrics, rolling

@@ -13,6 +13,15 @@ What it adds to uvicorn's own protocol, before the app sees a request:
 - **Envelope**: a request uvicorn cannot parse (a bad ``Content-Length``, two of
   them, ``Content-Length`` with chunked encoding, garbage) gets ``400`` in the
   gateway's JSON error envelope instead of uvicorn's plain text.
+- **Write timeout**: once the connection's send buffer is full (the transport
+  paused writing, so the app's ``send`` waits), a client that takes no byte of
+  it for ``response_write_timeout_s`` is cut (the connection aborted, since a
+  plain close would wait for the unread buffer); a stream learns why from the
+  scope (``CONNECTION_CUT``) and logs it as the client's fault.
+- **Shutdown deadline**: when uvicorn starts shutting down, every connection
+  whose answer has started and is still open ``shutdown_drain_s`` plus one
+  second later (the drain's last error event had that second to get out) is
+  aborted, so a client that reads nothing cannot keep the process alive.
 
 The limits are the gateway config's; the app's lifespan sets them (``configure``)
 before the server accepts its first connection.
@@ -21,14 +30,25 @@ before the server accepts its first connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..errors import GatewayError, InvalidRequest, RequestHeadTooLarge, RequestTimeout
+from ..errors import (
+    ClientTooSlow,
+    GatewayError,
+    InvalidRequest,
+    RequestHeadTooLarge,
+    RequestTimeout,
+)
+from ..pipeline.streaming import CONNECTION_CUT
 from .routes import dialect_for
 
 _LINGER_S = 2.0
+_LAST_EVENT_S = 1.0  # after the drain deadline, for the streams' last error event
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -39,11 +59,21 @@ class _HeadTooLarge(Exception):
 class GatewayProtocol(HttpToolsProtocol):
     read_timeout_s = 30.0
     max_header_bytes = 64 * 1024
+    write_timeout_s = 30.0
+    drain_s = 10.0
 
     @classmethod
-    def configure(cls, read_timeout_s: float, max_header_bytes: int) -> None:
+    def configure(
+        cls,
+        read_timeout_s: float,
+        max_header_bytes: int,
+        write_timeout_s: float = 30.0,
+        drain_s: float = 10.0,
+    ) -> None:
         cls.read_timeout_s = read_timeout_s
         cls.max_header_bytes = max_header_bytes
+        cls.write_timeout_s = write_timeout_s
+        cls.drain_s = drain_s
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,6 +81,10 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = True
         self._refused = False
+        self._write_watch: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes waiting in the transport when last looked at
+        self._taken_at = 0.0  # when the client last took some of them
+        self._shutdown_cut: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -58,7 +92,28 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stop_write_watch()
+        if self._shutdown_cut is not None:
+            self._shutdown_cut.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_watch is None:
+            self._unsent = self.transport.get_write_buffer_size()
+            self._taken_at = self.loop.time()
+            self._watch_writes()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_write_watch()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self._shutdown_cut is None:
+            self._shutdown_cut = self.loop.call_later(
+                self.drain_s + _LAST_EVENT_S, self._cut_at_shutdown
+            )
 
     def data_received(self, data: bytes) -> None:
         if self._refused:  # after a refusal the rest of the request is read and dropped
@@ -115,6 +170,53 @@ class GatewayProtocol(HttpToolsProtocol):
                 f"The request did not arrive within {self.read_timeout_s:g} s; send it faster."
             )
         )
+
+    def _watch_writes(self) -> None:
+        # Looked at four times per timeout: a client is cut within 1.25 timeouts of its last byte.
+        self._write_watch = self.loop.call_later(self.write_timeout_s / 4, self._check_writes)
+
+    def _check_writes(self) -> None:
+        """Cut the client once it has taken nothing of a full send buffer for the write timeout."""
+        self._write_watch = None
+        unsent, now = self.transport.get_write_buffer_size(), self.loop.time()
+        if unsent < self._unsent:
+            self._unsent, self._taken_at = unsent, now
+        elif now - self._taken_at >= self.write_timeout_s:
+            self._cut(
+                ClientTooSlow(
+                    f"The client took none of the answer for {self.write_timeout_s:g} s"
+                    " (response_write_timeout_s)."
+                )
+            )
+            return
+        self._watch_writes()
+
+    def _stop_write_watch(self) -> None:
+        if self._write_watch is not None:
+            self._write_watch.cancel()
+            self._write_watch = None
+
+    def _cut_at_shutdown(self) -> None:
+        """The drain deadline has passed: an answer still being written is given up."""
+        self._shutdown_cut = None
+        cycle = self.cycle
+        if self.transport.is_closing() or (cycle is not None and cycle.response_started):
+            self._cut(None)
+
+    def _cut(self, error: GatewayError | None) -> None:
+        """Reset the connection; say why in the scope, when there is a why to say.
+
+        A close would wait for the client to read the buffer; a reset (linger 0)
+        also lets the kernel drop what it still holds for the client.
+        """
+        cycle = self.cycle
+        if error is not None and cycle is not None and not cycle.response_complete:
+            cycle.scope[CONNECTION_CUT] = error  # type: ignore[literal-required]
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def _refuse(self, error: GatewayError) -> None:
         """Answer ``error`` in its path's dialect, unless an answer already started; close."""

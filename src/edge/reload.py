@@ -35,7 +35,7 @@ from ..observability.metrics import InFlight
 from ..observability.telemetry import CircuitListener
 from ..pipeline.gateway import Gateway
 from ..pipeline.waiting import Waiting
-from ..providers import Providers, TransportFactory
+from ..providers import PoolObservers, Providers, TransportFactory
 from ..state.limiter import Limiter
 from ..state.spend import SpendStore
 from .admin import AdminGuard
@@ -55,10 +55,11 @@ def build_gateway(
     on_circuit: CircuitListener | None = None,
     queue: Waiting | None = None,
     in_flight: InFlight | None = None,
+    pools: PoolObservers | None = None,
 ) -> Gateway:
     return Gateway(
-        config, Providers(config, transport), limiter, spend, policies, on_circuit, queue,
-        in_flight,
+        config, Providers(config, transport, pools), limiter, spend, policies, on_circuit,
+        queue, in_flight,
     )  # fmt: skip
 
 
@@ -103,6 +104,7 @@ class Reloader:
                 self._state.telemetry.circuit_changed,
                 current.queue,
                 current.process_in_flight,
+                current.providers.observers,
             )
             self._state.gateway = gateway
             self._state.admin = AdminGuard(config)

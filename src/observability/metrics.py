@@ -129,6 +129,21 @@ class Metrics:
             "gateway_requests_in_flight", "API requests being handled (streams: to the end).",
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.pool_in_use = Gauge(
+            "gateway_upstream_connections_in_use",
+            "Upstream connections in use (one per request being sent or answered), by provider.",
+            ["provider"], registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.pool_waiting = Gauge(
+            "gateway_upstream_pool_waiting",
+            "Requests waiting for a free upstream connection (all max_connections in use).",
+            ["provider"], registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.pool_wait = Histogram(
+            "gateway_upstream_pool_wait_seconds",
+            "How long requests that found no free connection waited (served or not).",
+            ["provider"], buckets=_SECONDS, registry=registry,
+        )  # fmt: skip
         for provider, model in configured_targets(config):
             self.circuit.labels(provider, model).set(0)
 
@@ -171,6 +186,10 @@ class Metrics:
                 child = self._attempts[result] = self.attempts.labels(*result)
             child.inc()
 
+    def pool(self, provider: str) -> PoolGauges:
+        """The observer of one provider's connection pool (``providers.PoolObserver``)."""
+        return PoolGauges(self, provider)
+
     def queue_length(self, length: int) -> None:
         self.queue_waiting.set(length)
 
@@ -190,6 +209,26 @@ class Metrics:
             multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return encoder(merged), content_type
         return encoder(self.registry), content_type
+
+
+class PoolGauges:
+    """One provider's pool metrics, its label children looked up once."""
+
+    __slots__ = ("_in_use", "_wait", "_waiting")
+
+    def __init__(self, metrics: Metrics, provider: str) -> None:
+        self._in_use = metrics.pool_in_use.labels(provider)
+        self._waiting = metrics.pool_waiting.labels(provider)
+        self._wait = metrics.pool_wait.labels(provider)
+
+    def in_use(self, delta: int) -> None:
+        self._in_use.inc(delta)
+
+    def waiting(self, delta: int) -> None:
+        self._waiting.inc(delta)
+
+    def waited(self, seconds: float) -> None:
+        self._wait.observe(seconds)
 
 
 def mark_process_dead() -> None:

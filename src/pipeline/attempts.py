@@ -20,6 +20,7 @@ from ..config import GatewayConfig, RetryConfig
 from ..errors import (
     GatewayError,
     UpstreamError,
+    UpstreamPoolExhausted,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
@@ -129,6 +130,10 @@ class Attempts:
                 error = None
             except AttemptFailed as exc:
                 error = exc.kind if exc.status is None else f"http_{exc.status}"
+                if exc.kind == "pool_exhausted":
+                    # The gateway's own connection cap: the target did not fail.
+                    record.breaker = breaker.state
+                    raise
                 closed = breaker.failure(now())
                 record.breaker = breaker.state
                 retry_wait = self._retry_wait(exc, attempt, retry, closed, deadline_at)
@@ -209,6 +214,8 @@ def exhausted(ticket: Ticket, count: int, last: AttemptFailed) -> GatewayError:
     message = f"{summary} for model {ticket.model!r} failed; last: {last.message}."
     if last.kind == "timeout":
         return UpstreamTimeout(message)
+    if last.kind == "pool_exhausted":
+        return UpstreamPoolExhausted(message, headers={"retry-after": "1"})
     if last.status == 429:
         retry = (
             {"retry-after": str(max(1, round(last.retry_after_s)))} if last.retry_after_s else {}

@@ -84,6 +84,13 @@ class Settlement:
             record.note_shadow(note)
 
 
+def wants_text(ticket: Ticket) -> bool:
+    """Whether the response phase reads the answer's text: a hook, or a ``log_payload`` rule."""
+    if ticket.call is None:
+        return False
+    return wants_payload(ticket.rules) or any(rule.hook is not None for rule in ticket.rules)
+
+
 def usage_of(value: object) -> Usage | None:
     """The upstream's usage, when it gave one with integer counts."""
     if not isinstance(value, dict):

@@ -12,16 +12,23 @@ client's dialect (OpenAI's ``data:`` chunks here; Anthropic's named events in
 - ``upstream_error``: the upstream failed mid-stream; the client gets one
   error event (OpenAI: an error object and no ``[DONE]``).
 - ``client_disconnected``: the client left; the upstream response is closed at
-  once, and the tokens seen so far are counted.
+  once, and the tokens seen so far are counted. Also a client the gateway's
+  HTTP layer cut because it took none of the answer for
+  ``response_write_timeout_s`` (status 499, ``error_type`` ``client_too_slow``).
 - ``interrupted``: the gateway is shutting down and the drain deadline passed;
   the client gets one error event (type ``service_unavailable``), as above.
 
 The token reservation is reconciled, the cost charged, the policies'
 response phase run and the telemetry line emitted when the stream ends,
-however it ends. The cost cannot travel in a response header (the headers
-leave before the answer); it is in the telemetry line and, on the OpenAI
-route when the client asked for usage, in the final usage chunk as
-``usage.cost_usd``.
+however it ends. A stream keeps what that needs, not what it relayed: the
+upstream's usage, a running count of the words relayed (the approximation
+when the upstream reports no usage), and the text itself only when a
+response-phase rule will read it (a hook, ``log_payload``), up to the
+answering provider's ``max_response_bytes`` characters.
+
+The cost cannot travel in a response header (the headers leave before the
+answer); it is in the telemetry line and, on the OpenAI route when the
+client asked for usage, in the final usage chunk as ``usage.cost_usd``.
 """
 
 from __future__ import annotations
@@ -35,17 +42,22 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from ..config import PriceConfig
+from ..config.sections import DEFAULT_MAX_RESPONSE_BYTES
 from ..edge.schemas import ChatCompletionRequest
 from ..errors import GatewayError
 from ..observability.telemetry import CallRecord, Telemetry
 from ..providers import AttemptFailed, ChunkStream, Usage
 from ..providers.base import Chunk
-from . import accounting, tokens
+from . import accounting
 from .admission import Ticket
 from .gateway import Gateway
-from .settlement import usage_of
+from .settlement import usage_of, wants_text
+from .tokens import WordCount
 
 _DONE = b"data: [DONE]\n\n"
+# The scope key under which the HTTP layer leaves the ``GatewayError`` for which it
+# cut a connection (``ClientTooSlow``): the stream records it as its end.
+CONNECTION_CUT = "gateway.connection_cut"
 
 
 class OpenedStream:
@@ -168,17 +180,18 @@ class Relay:
         self._opened = opened
         self._encoder = encoder
         self._usage: Usage | None = None
-        self._texts: list[str] = []
+        self._words = WordCount()
+        self._text = _Text(_text_bound(gateway, record)) if wants_text(ticket) else None
         self._ended = False
         self._finished = False
 
     async def events(self) -> AsyncIterator[bytes]:
-        record, texts, encoder = self._record, self._texts, self._encoder
+        record, encoder = self._record, self._encoder
         try:
             chunk = self._opened.first
             while chunk is not None:
                 self._usage = usage_of(chunk.get("usage")) or self._usage
-                _collect_text(chunk.get("choices"), texts)
+                self._collect_text(chunk.get("choices"))
                 data = encoder.chunk(chunk)
                 if data:
                     if record.ttft_ms is None:
@@ -186,7 +199,7 @@ class Relay:
                     yield data
                 chunk = await anext(self._opened.chunks, None)
             reported = self._usage is not None
-            self._usage = self._usage or _approximate(self._ticket, texts)
+            self._usage = self._usage or self._approximate()
             self._ended = True
             yield encoder.end(self._usage, reported)
         except AttemptFailed as exc:
@@ -215,6 +228,20 @@ class Relay:
         )
         return self._encoder.failed(message, "service_unavailable")
 
+    def client_cut(self, error: GatewayError) -> None:
+        """The HTTP layer cut the client for ``error`` (too slow): the end is the client's fault.
+
+        A stream already ended for the gateway's or the upstream's reason keeps that reason.
+        """
+        record = self._record
+        if record.outcome == "completed":
+            self._ended = True
+            record.outcome, record.status, record.error_type = (
+                "client_disconnected",
+                error.status,
+                error.type,
+            )
+
     async def finish(self) -> None:
         if self._finished:
             return
@@ -227,10 +254,10 @@ class Relay:
             await self._opened.stream.aclose()
         finally:
             try:
-                usage = self._usage or _approximate(self._ticket, self._texts)
+                usage = self._usage or self._approximate()
                 await gateway.settle(record, self._ticket, usage)
                 try:
-                    text = "".join(self._texts)
+                    text = self._text.value() if self._text is not None else None
                     await gateway.after(record, self._ticket, self._body, None, text)
                 except GatewayError as exc:
                     # The answer has been sent: a response-phase refusal can only be recorded.
@@ -238,6 +265,44 @@ class Relay:
             finally:
                 gateway.leave()
                 self._telemetry.emit(record)
+
+    def _collect_text(self, choices: object) -> None:
+        if not isinstance(choices, list):
+            return
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str):
+                self._words.add(content)
+                if self._text is not None:
+                    self._text.add(content)
+
+    def _approximate(self) -> Usage:
+        return Usage(self._ticket.prompt_estimate, self._words.count)
+
+
+class _Text:
+    """The text a response-phase rule will read: at most ``bound`` characters of it."""
+
+    __slots__ = ("_left", "_pieces")
+
+    def __init__(self, bound: int) -> None:
+        self._pieces: list[str] = []
+        self._left = bound
+
+    def add(self, piece: str) -> None:
+        if self._left > 0:
+            piece = piece[: self._left]
+            self._pieces.append(piece)
+            self._left -= len(piece)
+
+    def value(self) -> str:
+        return "".join(self._pieces)
+
+
+def _text_bound(gateway: Gateway, record: CallRecord) -> int:
+    spec = gateway.config.providers.get(record.provider or "")
+    return spec.max_response_bytes if spec is not None else DEFAULT_MAX_RESPONSE_BYTES
 
 
 class SSEResponse:
@@ -247,6 +312,8 @@ class SSEResponse:
     sending task, which is then awaiting the upstream or the client: the
     relay's ``finish`` closes the upstream at once. (Plain asyncio tasks
     rather than an anyio task group per stream: same behaviour, less work.)
+    A client that reads nothing blocks ``send``; the HTTP layer cuts it at its
+    write timeout (or at the shutdown deadline), which is such a disconnect.
     """
 
     def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
@@ -287,6 +354,9 @@ class SSEResponse:
             pass  # the connection broke under a send: the client is gone
         finally:
             watcher.cancel()
+            cut = scope.get(CONNECTION_CUT)
+            if cut is not None:
+                self._relay.client_cut(cut)
             await self._relay.finish()
 
     async def _watch(self, receive: Receive, sender: asyncio.Task[None]) -> None:
@@ -294,19 +364,6 @@ class SSEResponse:
             pass
         self._disconnected = True
         sender.cancel()
-
-
-def _collect_text(choices: object, texts: list[str]) -> None:
-    if not isinstance(choices, list):
-        return
-    for choice in choices:
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-            texts.append(delta["content"])
-
-
-def _approximate(ticket: Ticket, texts: list[str]) -> Usage:
-    return Usage(ticket.prompt_estimate, tokens.completion_tokens("".join(texts)))
 
 
 def _usage_chunk(chunk_id: str, created: int, alias: str, usage: Usage) -> dict[str, Any]:

@@ -34,3 +34,26 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
 
 def completion_tokens(text: str) -> int:
     return words(text)
+
+
+class WordCount:
+    """``words`` of a text that arrives in pieces, without keeping the text.
+
+    ``count`` equals ``words("".join(pieces))``: a word cut between two pieces
+    counts once.
+    """
+
+    __slots__ = ("_inside", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._inside = False  # the last piece ended inside a word
+
+    def add(self, piece: str) -> None:
+        if not piece:
+            return
+        count = len(piece.split())
+        if count and self._inside and not piece[0].isspace():
+            count -= 1  # the first word of this piece continues the last one
+        self.count += count
+        self._inside = not piece[-1].isspace()

@@ -20,7 +20,7 @@ from ..translate.anthropic_request import to_anthropic
 from ..translate.anthropic_response import to_openai_answer
 from ..translate.anthropic_stream import ChunksFromEvents, UpstreamErrorEvent
 from .base import AttemptFailed, Chunk
-from .http import HTTPProvider, ResponseStream, header_pair
+from .http import DEFAULT_BOUNDS, Bounds, HTTPProvider, ResponseStream, header_pair
 
 # Anthropic error types of an ``error`` event, as the HTTP status they stand for.
 _ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
@@ -39,8 +39,9 @@ class AnthropicProvider(HTTPProvider):
         *,
         version: str,
         default_max_tokens: int,
+        bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
-        super().__init__(name, transport, api_key, timeout_s)
+        super().__init__(name, transport, api_key, timeout_s, bounds)
         self._url = httpx.URL(base_url.rstrip("/") + "/messages")
         extra = {"anthropic-version": version}
         if api_key:

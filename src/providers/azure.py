@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .http import DEFAULT_BOUNDS, Bounds
 from .openai import OpenAIProvider
 
 
@@ -26,8 +27,9 @@ class AzureOpenAIProvider(OpenAIProvider):
         api_key: str | None,
         timeout_s: float,
         api_version: str,
+        bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
-        super().__init__(name, transport, base_url, api_key, timeout_s)
+        super().__init__(name, transport, base_url, api_key, timeout_s, bounds)
         self._api_version = api_version
         # deployment -> URL, built on first use: the deployments are the aliases' models.
         self._urls: dict[tuple[str, str], httpx.URL] = {}

@@ -10,8 +10,9 @@ the gateway that used them).
 
 Failures an adapter raises:
 - ``AttemptFailed``: this target could not answer (timeout, connection error,
-  429, 5xx, an unparseable body, the provider refusing the gateway's key);
-  another target may. Its ``message`` is safe to show: never a key.
+  429, 5xx, an unparseable or oversized body, the provider refusing the
+  gateway's key, no free connection to it in time); another target may. Its
+  ``message`` is safe to show: never a key.
 - ``errors.UpstreamRejected``: the provider refused the request itself (400,
   413, 422); another target would too, so the router stops.
 """
@@ -28,7 +29,8 @@ Chunk = dict[str, Any]
 class AttemptFailed(Exception):
     """One target failed in a way another target might not.
 
-    ``kind`` is ``timeout``, ``connect``, ``status`` or ``bad_response``;
+    ``kind`` is ``timeout``, ``connect``, ``status``, ``bad_response`` or
+    ``pool_exhausted`` (the gateway's own connections to it were all in use);
     ``status`` is the upstream's HTTP status where there was one;
     ``retry_after_s`` is the upstream's ``Retry-After`` when it gave a usable one.
     """

@@ -8,16 +8,24 @@ CPU per call of aiohttp behind ``httpx``. It keeps httpx's interface
 adapters and their tests do not know which transport they use.
 
 What it does: keep-alive connections per origin (reused newest first, closed
-after ``keepalive_s`` idle), TLS with SNI, ``Content-Length``, chunked and
-close-delimited bodies (parsed by ``httptools``, uvicorn's parser), back
-pressure on streamed bodies, no redirects, no cookies, no proxies, no
-compression asked for. A request on a reused connection that the server had
-already closed is sent once more on a new one.
+after ``keepalive_s`` idle), at most ``max_connections`` in use at once (a
+``ConnectionCap``: the rest wait up to the request's pool timeout), TLS with
+SNI, ``Content-Length``, chunked and close-delimited bodies (parsed by
+``httptools``, uvicorn's parser), back pressure on streamed bodies, no
+redirects, no cookies, no proxies, no compression asked for. A request on a
+reused connection that the server had already closed is sent once more on a
+new one.
 
-Errors are httpx's: ``ConnectError`` and ``ConnectTimeout`` (no connection),
-``ReadTimeout`` (no byte from the upstream for the request's read timeout),
-``ReadError`` (the connection broke), ``RemoteProtocolError`` (not HTTP/1.1).
-Cancelling a request closes its connection.
+Bounds: a response head of at most 64 KiB; at most 256 KiB of body buffered
+before reading pauses. The read timeout measures the upstream: it runs while
+the transport waits for bytes, not while reading is paused because the
+consumer has not taken what arrived (the gateway's own back pressure).
+
+Errors are httpx's: ``PoolTimeout`` (no free connection in time),
+``ConnectError`` and ``ConnectTimeout`` (no connection), ``ReadTimeout`` (no
+byte from the upstream for the request's read timeout), ``ReadError`` (the
+connection broke), ``RemoteProtocolError`` (not HTTP/1.1, or a head too
+large). Cancelling a request closes its connection.
 """
 
 from __future__ import annotations
@@ -32,12 +40,20 @@ import certifi
 import httptools
 import httpx
 
+from .pool import ConnectionCap, PoolObserver
+
 _PAUSE_AT = 256 * 1024  # bytes buffered from a streamed body before reading pauses
+_MAX_HEAD = 64 * 1024  # bytes of response headers
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
-    def __init__(self, max_connections: int = 256, keepalive_s: float = 30.0) -> None:
-        self._slots = asyncio.Semaphore(max_connections)
+    def __init__(
+        self,
+        max_connections: int = 4096,
+        keepalive_s: float = 30.0,
+        observer: PoolObserver | None = None,
+    ) -> None:
+        self.cap = ConnectionCap(max_connections, observer)
         self._keepalive_s = keepalive_s
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
@@ -50,7 +66,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         head = _head(request)
         streamed = not isinstance(request.stream, httpx.ByteStream)
         body = await request.aread() if streamed else request.content
-        await self._slots.acquire()
+        await self.cap.acquire(timeout.get("pool"))
         try:
             connection, reused = await self._connection(origin, timeout.get("connect"))
             try:
@@ -61,7 +77,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 connection, _ = await self._connection(origin, timeout.get("connect"), fresh=True)
                 status, headers = await connection.send(head, body, timeout.get("read"))
         except BaseException:
-            self._slots.release()
+            self.cap.release()
             raise
         return httpx.Response(
             status, headers=headers, stream=_Body(self, origin, connection), request=request
@@ -99,7 +115,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
     def _release(
         self, origin: tuple[str, str, int], connection: _Connection, reusable: bool
     ) -> None:
-        self._slots.release()
+        self.cap.release()
         if reusable and not self._closed:
             self._idle.setdefault(origin, deque()).append(connection)
         else:
@@ -129,6 +145,7 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
         self._head_waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -171,9 +188,8 @@ class _Connection(asyncio.Protocol):
             while self._chunks:
                 chunk = self._chunks.popleft()
                 self._buffered -= len(chunk)
-                if self._paused and self._buffered < _PAUSE_AT // 2 and self._transport is not None:
-                    self._paused = False
-                    self._transport.resume_reading()
+                if self._paused and self._buffered < _PAUSE_AT // 2:
+                    self._resume()
                 yield chunk
             if self._error is not None:
                 raise self._error
@@ -227,6 +243,15 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._error is not None:
+            return
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > _MAX_HEAD:
+            self._fail(
+                httpx.RemoteProtocolError(f"the upstream sent over {_MAX_HEAD} bytes of head")
+            )
+            self.close()
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -240,9 +265,8 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > _PAUSE_AT and not self._paused and self._transport is not None:
-            self._paused = True
-            self._transport.pause_reading()
+        if self._buffered > _PAUSE_AT and not self._paused:
+            self._pause()
         self._wake()
 
     def on_message_complete(self) -> None:
@@ -272,10 +296,29 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _pause(self) -> None:
+        """Stop reading until the consumer catches up; the upstream is not waited for meanwhile."""
+        if self._transport is None or self._lost:
+            return
+        self._paused = True
+        self._stop_timer()
+        self._transport.pause_reading()
+
+    def _resume(self) -> None:
+        self._paused = False
+        if self._transport is None or self._lost:
+            return
+        self._transport.resume_reading()
+        if self._read_timeout is not None and not self._complete:
+            # The upstream's silence is counted from now, not from before the pause.
+            self._last_read = self._loop.time()
+            self._stop_timer()
+            self._timer = self._loop.call_later(self._read_timeout, self._check_read_timeout)
+
     def _check_read_timeout(self) -> None:
         """Fail the request once the upstream has sent nothing for the read timeout."""
         self._timer = None
-        if self._complete or self._lost or self._read_timeout is None:
+        if self._complete or self._lost or self._paused or self._read_timeout is None:
             return
         quiet = self._loop.time() - self._last_read
         if quiet >= self._read_timeout:

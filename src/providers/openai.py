@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from .base import AttemptFailed, Chunk
-from .http import HTTPProvider, ResponseStream, header_pair
+from .http import DEFAULT_BOUNDS, Bounds, HTTPProvider, ResponseStream, header_pair
 
 
 class OpenAIProvider(HTTPProvider):
@@ -28,8 +28,9 @@ class OpenAIProvider(HTTPProvider):
         base_url: str,
         api_key: str | None,
         timeout_s: float,
+        bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
-        super().__init__(name, transport, api_key, timeout_s)
+        super().__init__(name, transport, api_key, timeout_s, bounds)
         self._base = base_url.rstrip("/")
         # Built once, not per request.
         self._chat_url = httpx.URL(self._base + "/chat/completions")

@@ -5,20 +5,41 @@ the raw bytes (``orjson`` reads bytes directly), so a streamed chunk costs one
 split and no text decoding. Per the SSE format, an event ends at a blank line,
 its ``data:`` lines are joined with newlines, and other fields (``event:``,
 ``id:``, comments) are ignored.
+
+Linear in what it is fed, however the bytes are cut: each chunk is searched
+for newlines once, and an unfinished line waits in a buffer that is appended
+to, never re-joined with everything before it. One event (its ``data`` so far
+and its unfinished line) may be at most ``max_event_bytes``; past that,
+``feed`` raises ``EventTooLarge``.
 """
 
 from __future__ import annotations
 
 
+class EventTooLarge(Exception):
+    """An event grew past the decoder's ``max_event_bytes``."""
+
+
 class SSEDecoder:
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event_bytes: int = 1024 * 1024) -> None:
+        self._limit = max_event_bytes
+        self._partial = bytearray()  # the unfinished last line
         self._data: list[bytes] = []
+        self._size = 0  # bytes of the current event's data lines
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The data of every event that ``chunk`` completes, in order."""
-        lines = (self._buffer + chunk).split(b"\n")
-        self._buffer = lines.pop()  # an unfinished line waits for the next chunk
+        if chunk.find(b"\n") < 0:
+            self._partial += chunk
+            if self._size + len(self._partial) > self._limit:
+                raise EventTooLarge
+            return []
+        if self._partial:
+            self._partial += chunk
+            lines: list[bytes] | list[bytearray] = self._partial.split(b"\n")
+        else:
+            lines = chunk.split(b"\n")
+        self._partial = bytearray(lines.pop())  # an unfinished line waits for the next chunk
         events = []
         for line in lines:
             if line.endswith(b"\r"):
@@ -27,7 +48,14 @@ class SSEDecoder:
                 if self._data:
                     events.append(b"\n".join(self._data))
                     self._data = []
+                    self._size = 0
             elif line.startswith(b"data:"):
                 value = line[5:]
-                self._data.append(value[1:] if value.startswith(b" ") else value)
+                value = value[1:] if value.startswith(b" ") else value
+                self._size += len(value)
+                if self._size > self._limit:
+                    raise EventTooLarge
+                self._data.append(bytes(value))
+        if self._size + len(self._partial) > self._limit:
+            raise EventTooLarge
         return events

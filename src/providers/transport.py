@@ -4,7 +4,11 @@ httpx stays the adapters' interface (``httpx.Request`` in, ``httpx.Response``
 out), so tests can put ``httpx.MockTransport`` or a respx router in its place.
 Behind it, aiohttp's pool holds up under concurrency where httpx's default
 pool does not, and this transport does only what the gateway needs: no
-redirects, no cookies, no proxies from the environment.
+redirects, no cookies, no proxies from the environment, no decompression
+(the body is passed on as it came, with its ``Content-Encoding``, for the
+adapter to refuse), and at most ``max_connections`` requests at once (a
+``ConnectionCap`` in front of aiohttp's pool: the rest wait up to the
+request's pool timeout, then ``httpx.PoolTimeout``).
 
 Errors are mapped here, at the seam, to httpx's tree:
 ``httpx.ConnectError`` (could not connect), ``httpx.ReadTimeout`` (a timeout),
@@ -19,30 +23,42 @@ from collections.abc import AsyncIterator
 import aiohttp
 import httpx
 
-# Framing headers describe aiohttp's decoded body, not what httpx will see.
-_FRAMING = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+from .pool import ConnectionCap, PoolObserver
+
+# aiohttp has undone the chunked framing: httpx sees the body without it.
+_FRAMING = frozenset({b"transfer-encoding"})
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (one connection pool) per transport, opened on first use."""
 
-    def __init__(self, max_connections: int = 256, keepalive_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        max_connections: int = 4096,
+        keepalive_s: float = 30.0,
+        observer: PoolObserver | None = None,
+    ) -> None:
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self.cap = ConnectionCap(max_connections, observer)
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, keepalive_timeout=self._keepalive_s
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+            connector=connector,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
         )
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
         timeout = request.extensions.get("timeout") or {}
+        await self.cap.acquire(timeout.get("pool"))
         try:
             upstream = await session.request(
                 request.method,
@@ -55,10 +71,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
             )
         except BaseException as exc:
+            self.cap.release()
             raise _mapped(exc) from None
         headers = [(k, v) for k, v in upstream.raw_headers if k.lower() not in _FRAMING]
         return httpx.Response(
-            upstream.status, headers=headers, stream=_Body(upstream), request=request
+            upstream.status, headers=headers, stream=_Body(upstream, self.cap), request=request
         )
 
     async def aclose(self) -> None:
@@ -69,8 +86,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 class _Body(httpx.AsyncByteStream):
     """The upstream body as it arrives; closing it before the end drops the connection."""
 
-    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+    def __init__(self, upstream: aiohttp.ClientResponse, cap: ConnectionCap) -> None:
         self._upstream = upstream
+        self._cap: ConnectionCap | None = cap
         self._complete = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -86,6 +104,9 @@ class _Body(httpx.AsyncByteStream):
             self._upstream.release()  # back to the pool
         else:
             self._upstream.close()  # an unfinished body: the upstream sees the connection close
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
 
 def _mapped(exc: BaseException) -> BaseException:

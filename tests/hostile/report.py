@@ -34,6 +34,10 @@ AREAS = [
     ("shutdown", "7. Shutdown (SIGTERM)"),
     ("telemetry", "8. Telemetry integrity"),
     ("slow_clients", "9. Slow clients"),
+    ("upstream_bodies", "10. Upstream bodies (endless, huge, gzip bomb)"),
+    ("stalled_clients", "11. Clients that stop reading"),
+    ("sse_flood", "12. Streams without newlines"),
+    ("connection_cap", "13. Upstream connection cap"),
 ]
 
 

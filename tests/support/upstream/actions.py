@@ -5,8 +5,12 @@ A new fault is a function of the action's arguments, registered with ``@action("
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import functools
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -134,6 +138,172 @@ def _echo_credentials(args: list[str]) -> Behaviour:
         return await exchange.send_json(status, exchange.dialect.error(status, message))
 
     return Behaviour(respond=respond)
+
+
+@action("endless")
+def _endless(args: list[str]) -> Behaviour:
+    """``endless``: a 200 JSON answer whose chunked body never ends, as fast as it is read."""
+
+    async def respond(exchange: Exchange) -> bool:
+        await exchange.write_head(
+            200, {"content-type": "application/json", "transfer-encoding": "chunked"}
+        )
+        piece = _chunk(b"a" * 65536)
+        try:
+            await exchange.write(_chunk(b'{"id": "x", "choices": [{"message": {"content": "'))
+            while True:
+                await exchange.write(piece)
+        except ConnectionError:
+            return exchange.peer_left()
+
+    return Behaviour(respond=respond)
+
+
+@action("huge")
+def _huge(args: list[str]) -> Behaviour:
+    """``huge:MIB``: a 200 JSON answer of ``MIB`` MiB, with its ``Content-Length``."""
+    size = int(args[0]) << 20
+
+    async def respond(exchange: Exchange) -> bool:
+        head, tail = _split_completion(exchange)
+        await exchange.write_head(
+            200, {"content-type": "application/json", "content-length": str(size)}
+        )
+        left = size - len(head) - len(tail) - 2
+        try:
+            await exchange.write(head + b'"')
+            while left > 0:
+                await exchange.write(b"a" * min(left, 65536))
+                left -= 65536
+            await exchange.write(b'"' + tail)
+        except ConnectionError:
+            return exchange.peer_left()
+        exchange.request.completed_at = time.monotonic()
+        return True
+
+    return Behaviour(respond=respond)
+
+
+@action("gzip")
+def _gzip(args: list[str]) -> Behaviour:
+    """``gzip:MIB``: a 200 answer with an unasked ``Content-Encoding: gzip``: a JSON answer
+    whose content is ``MIB`` MiB of zeros, compressed about 1000 to 1 (streams: five
+    pieces, compressed)."""
+    mib = int(args[0])
+
+    async def respond(exchange: Exchange) -> bool:
+        if exchange.request.stream:
+            events = exchange.dialect.events(exchange.request, _ok([]))
+            body = gzip_bomb(b"".join(events), b"", b"", 0)
+            kind = "text/event-stream"
+        else:
+            head, tail = _split_completion(exchange)
+            body = await asyncio.to_thread(gzip_bomb, head + b'"', b"0", b'"' + tail, mib)
+            kind = "application/json"
+        headers = {
+            "content-type": kind,
+            "content-encoding": "gzip",
+            "content-length": str(len(body)),
+        }
+        try:
+            return await exchange.send(200, headers, body)
+        except ConnectionError:
+            return exchange.peer_left()
+
+    return Behaviour(respond=respond)
+
+
+@action("nolines")
+def _nolines(args: list[str]) -> Behaviour:
+    """``nolines:MIB``: a stream of two pieces, then ``MIB`` MiB without a newline."""
+    mib = int(args[0])
+
+    async def respond(exchange: Exchange) -> bool:
+        events = exchange.dialect.events(exchange.request, _ok(["2"]))
+        await exchange.write_head(200, stream_headers("chunked"))
+        piece = _chunk(b"x" * 65536)
+        try:
+            await exchange.write(
+                b"".join(_chunk(event) for event in events[:3]) + _chunk(b"data: ")
+            )
+            exchange.request.events_sent = 3
+            for _ in range(mib * 16):
+                await exchange.write(piece)
+            await exchange.write(b"0\r\n\r\n")
+        except ConnectionError:
+            return exchange.peer_left()
+        return True
+
+    return Behaviour(respond=respond)
+
+
+@action("long")
+def _long(args: list[str]) -> Behaviour:
+    """``long:PIECES:SIZE[:HOLD]``: a stream of ``PIECES`` pieces of ``SIZE`` characters of
+    words (``p<i> w w w ...``), then ``HOLD`` seconds of silence (unless the gateway
+    leaves) before the end."""
+    pieces, size = int(args[0]), int(args[1])
+    hold = float(args[2]) if len(args) > 2 else 0.0
+    filler = " w" * max(0, (size - 8) // 2)
+    shape = Behaviour(
+        pieces=tuple(f"p{i:<6}{filler}" for i in range(pieces)),
+        prompt_tokens=7,
+        completion_tokens=pieces,
+    )
+
+    async def respond(exchange: Exchange) -> bool:
+        events = exchange.dialect.events(exchange.request, shape)
+        await exchange.write_head(200, stream_headers("chunked"))
+        try:
+            for event in events[: pieces + 1]:
+                await exchange.write(_chunk(event))
+                exchange.request.events_sent += 1
+                if exchange.request.first_event_at is None:
+                    exchange.request.first_event_at = time.monotonic()
+            if not await exchange.pause(hold):
+                return exchange.peer_left()
+            rest = b"".join(_chunk(event) for event in events[pieces + 1 :])
+            await exchange.write(rest + b"0\r\n\r\n")
+        except ConnectionError:
+            return exchange.peer_left()
+        exchange.request.completed_at = time.monotonic()
+        return True
+
+    return Behaviour(respond=respond)
+
+
+@functools.cache
+def gzip_bomb(head: bytes, filler: bytes, tail: bytes, mib: int) -> bytes:
+    """gzip of ``head``, ``mib`` MiB of ``filler`` and ``tail``, built in a few milliseconds.
+
+    After a full flush the compressor starts afresh, so one compressed MiB can be
+    repeated; only the CRC needs the whole input.
+    """
+    block = filler * ((1 << 20) // max(1, len(filler))) if filler else b""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    repeated = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH) if mib else b""
+    last = deflate.compress(tail) + deflate.flush()
+    crc = zlib.crc32(head)
+    for _ in range(mib):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(tail, crc)
+    size = len(head) + len(block) * mib + len(tail)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + first + repeated * mib + last + trailer
+
+
+def _split_completion(exchange: Exchange) -> tuple[bytes, bytes]:
+    """The dialect's whole answer of one piece, split around that piece's quoted text."""
+    whole = orjson.dumps(exchange.dialect.whole(exchange.request, _ok(["1"])))
+    head, _, tail = whole.partition(b'"p0 "')
+    return head, tail
+
+
+def _chunk(data: bytes) -> bytes:
+    """One piece of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def _fixed(status: int, content_type: str, body: bytes) -> Behaviour:
