@@ -177,7 +177,15 @@ class PriceConfig(StrictModel):
     """USD per million tokens for one provider model."""
 
     input_usd_per_mtok: float = Field(ge=0)
+    """USD per million input tokens not read from or written to the provider's prompt cache."""
     output_usd_per_mtok: float = Field(ge=0)
+    """USD per million output tokens, reasoning tokens included."""
+    cached_input_usd_per_mtok: float | None = Field(default=None, ge=0)
+    """USD per million input tokens read from the provider's prompt cache (OpenAI's
+    ``cached_tokens``, Anthropic's ``cache_read_input_tokens``); unset: the input rate."""
+    cache_write_usd_per_mtok: float | None = Field(default=None, ge=0)
+    """USD per million input tokens written to the provider's prompt cache (Anthropic's
+    ``cache_creation_input_tokens``); unset: the input rate."""
 
 
 class MetricsConfig(StrictModel):

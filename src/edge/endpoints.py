@@ -15,7 +15,7 @@ from starlette.responses import Response
 from ..errors import GatewayError, InvalidRequest
 from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline import tokens
-from ..pipeline.accounting import COST_HEADER, format_usd
+from ..pipeline.cost import COST_HEADER, format_usd
 from ..pipeline.gateway import Gateway
 from ..pipeline.streaming import OpenAIEncoder, open_stream
 from .dialects import OPENAI

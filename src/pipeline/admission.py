@@ -20,14 +20,17 @@ from ..errors import GatewayError, PromptTooLarge
 from ..governance.identity import Client
 from ..governance.policies import Call, Policies, Rule
 from ..observability.telemetry import CallRecord
-from ..providers import Usage
 from ..routing import Route, Router, Target
 from ..state.limiter import Decision, Limiter, Quota
 from ..state.spend import SpendStore
-from . import accounting
-from .pricing import PriceTable
-from .quote import quote
-from .refusals import ceiling_refusal, note_shadow, rate_refusal, with_rule_fields
+from .cost import PriceTable, quote
+from .refusals import (
+    budget_refusal,
+    ceiling_refusal,
+    note_shadow,
+    rate_refusal,
+    with_rule_fields,
+)
 from .waiting import Waiting
 
 _MAX_USE_CASE = 100
@@ -182,12 +185,16 @@ class Admission:
         """Hold the request's estimated cost (at the first target's price); refuse over budget."""
         assert client.id is not None
         first = ticket.within[0] if ticket.within else ticket.route.group[0]
-        usage = Usage(ticket.prompt_estimate, ticket.completion_estimate)
-        estimate = accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+        estimate = (
+            self.prices.ceiling_usd(
+                first.provider, first.model, ticket.prompt_estimate, ticket.completion_estimate
+            )
+            or 0.0
+        )
         verdict = await self.spend.admit(client.id, client.budget, estimate)
         if not verdict.allowed:
             assert client.budget is not None
-            over = accounting.refusal(client.id, client.budget, verdict)
+            over = budget_refusal(client.id, client.budget, verdict)
             if client.budget_shadow:
                 note_shadow(record, over)
                 verdict = await self.spend.admit(client.id, None, estimate)

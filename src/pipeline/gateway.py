@@ -35,7 +35,7 @@ from ..state.spend import SpendStore
 from . import tokens
 from .admission import Admission, Ticket
 from .attempts import Attempts
-from .pricing import PriceTable
+from .cost import PriceTable
 from .settlement import Settlement, usage_of
 from .waiting import CapacityQueue, Waiting
 

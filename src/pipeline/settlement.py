@@ -16,9 +16,8 @@ from ..observability.telemetry import CallRecord
 from ..providers import Usage
 from ..state.limiter import Limiter
 from ..state.spend import SpendStore
-from . import accounting
 from .admission import Ticket
-from .pricing import PriceTable
+from .cost import PriceTable
 from .waiting import Waiting
 
 
@@ -55,7 +54,7 @@ class Settlement:
             usage.prompt_tokens,
             usage.completion_tokens,
         )
-        cost = accounting.cost_usd(self.prices, record.provider, record.upstream_model, usage)
+        cost = self.prices.cost_usd(record.provider, record.upstream_model, usage)
         record.cost_usd = cost
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
         if self.queue.waiting:

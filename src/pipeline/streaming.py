@@ -40,8 +40,9 @@ from ..errors import GatewayError
 from ..observability.telemetry import CallRecord, Telemetry
 from ..providers import AttemptFailed, ChunkStream, Usage
 from ..providers.base import Chunk
-from . import accounting, tokens
+from . import tokens
 from .admission import Ticket
+from .cost import usage_cost
 from .gateway import Gateway
 from .settlement import usage_of
 
@@ -123,7 +124,7 @@ class OpenAIEncoder:
         elif self._price is not None:
             usage = usage_of(chunk.get("usage"))
             if usage is not None:
-                chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
+                chunk["usage"]["cost_usd"] = usage_cost(self._price, usage)
         self._chunk_id = chunk.get("id", self._chunk_id)
         self._created = chunk.get("created", self._created)
         if chunk.get("choices") or self._include_usage:  # the usage-only chunk only when asked
@@ -134,7 +135,7 @@ class OpenAIEncoder:
         if self._include_usage and not reported:
             usage_chunk = _usage_chunk(self._chunk_id, self._created, self._model, usage)
             if self._price is not None:
-                usage_chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
+                usage_chunk["usage"]["cost_usd"] = usage_cost(self._price, usage)
             return b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
         return _DONE
 

@@ -50,12 +50,29 @@ class AttemptFailed(Exception):
 
 @dataclass(slots=True)
 class Usage:
+    """Token usage in one shape, whatever the dialect that reported it.
+
+    ``prompt_tokens`` is every input token, cached or not (OpenAI's
+    ``prompt_tokens``; Anthropic's ``input_tokens`` plus its cache reads and
+    writes); ``cache_read_tokens`` and ``cache_write_tokens`` are the parts of
+    it read from and written to the provider's prompt cache.
+    ``completion_tokens`` is every output token, ``reasoning_tokens`` included.
+    """
+
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        """The input tokens charged at the plain input rate."""
+        return max(0, self.prompt_tokens - self.cache_read_tokens - self.cache_write_tokens)
 
     def as_dict(self) -> dict[str, int]:
         return {
