@@ -322,7 +322,9 @@ class GatewayConfig(StrictModel):
     aliases: dict[str, AliasConfig] = Field(min_length=1)
     rate_limit: RateLimitConfig
     max_prompt_tokens: int | None = Field(default=None, ge=1)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """The largest request body, in bytes (refused with 413 before it is buffered). The
+    default fits several images: OpenAI takes images of up to 20 MB, base64 adds a third."""
     # HTTP layer (edge.protocol.GatewayProtocol): a request's head and body must arrive
     # within this; a head may be at most this large
     request_read_timeout_s: float = Field(default=30.0, gt=0)

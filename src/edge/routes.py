@@ -22,9 +22,17 @@ from .dialects import ANTHROPIC, OPENAI, SEED, Dialect
 from .endpoints import chat_completions, embeddings, healthz, list_models, seed_chat
 from .exchange import Handler, Route, endpoint
 from .explain import explain
-from .messages_api import messages
+from .messages_api import count_tokens, messages
 from .reload import admin_reload
-from .schemas import ChatCompletionRequest, EmbeddingsRequest, MessagesRequest, SeedChatRequest
+from .responses_api import responses
+from .schemas import (
+    ChatCompletionRequest,
+    CountTokensRequest,
+    EmbeddingsRequest,
+    MessagesRequest,
+    ResponsesRequest,
+    SeedChatRequest,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,8 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("/v1/chat", SEED, seed_chat, SeedChatRequest),
     ApiRoute("/v1/embeddings", OPENAI, embeddings, EmbeddingsRequest),
     ApiRoute("/v1/messages", ANTHROPIC, messages, MessagesRequest),
+    ApiRoute("/v1/messages/count_tokens", ANTHROPIC, count_tokens, CountTokensRequest),
+    ApiRoute("/v1/responses", OPENAI, responses, ResponsesRequest),
 )
 
 OTHER_ROUTES: tuple[OtherRoute, ...] = (

@@ -50,10 +50,7 @@ class Settlement:
             if ticket.hold is not None:
                 await self.spend.settle(ticket.hold, 0.0)
             return
-        record.prompt_tokens, record.completion_tokens = (
-            usage.prompt_tokens,
-            usage.completion_tokens,
-        )
+        record.usage(usage)
         cost = self.prices.cost_usd(record.provider, record.upstream_model, usage)
         record.cost_usd = cost
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
@@ -81,13 +78,3 @@ class Settlement:
         )
         for note in notes:
             record.note_shadow(note)
-
-
-def usage_of(value: object) -> Usage | None:
-    """The upstream's usage, when it gave one with integer counts."""
-    if not isinstance(value, dict):
-        return None
-    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
-    if type(prompt) is not int or type(completion) is not int:
-        return None
-    return Usage(prompt, completion)
