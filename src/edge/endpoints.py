@@ -6,13 +6,12 @@ in ``responses_api``; the operator routes in ``dashboard``, ``reload`` and ``exp
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import GatewayError, InvalidRequest
+from ..errors import InvalidRequest
 from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline import tokens
 from ..pipeline.cost import COST_HEADER, format_usd
@@ -20,7 +19,6 @@ from ..pipeline.gateway import Gateway, Inbound, Ticket
 from ..pipeline.streaming import OpenedStream
 from ..providers.operations import CHAT, EMBEDDINGS
 from ..translate import Context
-from .dialects import OPENAI
 from .encoders import ChatEncoder
 from .exchange import Answer, Call, serve
 from .handling import authenticate, ceiling_of, client_for, guarded, impostor, use_case_of
@@ -33,8 +31,6 @@ from .schemas import (
     validate_body,
 )
 from .wire import json_response, read_body, read_json
-
-_STARTED = int(time.time())
 
 
 async def chat_completions(call: Call, request: Request) -> Answer:
@@ -107,27 +103,6 @@ async def embeddings(call: Call, request: Request) -> Answer:
         call, request, Inbound(EMBEDDINGS, body, raw),
         prompt=embed.input_tokens(), budget=0, stream=None, completes=False,
     )  # fmt: skip
-
-
-async def list_models(request: Request) -> Response:
-    """The aliases the caller may use (all of them in open mode)."""
-    gateway: Gateway = request.app.state.gateway
-    identity = gateway.identity
-    try:
-        client = (
-            identity.default
-            if identity.open
-            else identity.authenticate(
-                request.headers.get("authorization"), request.headers.get("x-api-key")
-            )
-        )
-    except GatewayError as exc:
-        return OPENAI.error_response(exc)
-    data = [
-        {"id": alias, "object": "model", "created": _STARTED, "owned_by": "gateway"}
-        for alias in client.models
-    ]
-    return json_response({"object": "list", "data": data})
 
 
 async def healthz(request: Request) -> Response:

@@ -19,10 +19,11 @@ from starlette.requests import Request
 
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .dialects import ANTHROPIC, OPENAI, SEED, Dialect
-from .endpoints import chat_completions, embeddings, healthz, list_models, seed_chat
+from .endpoints import chat_completions, embeddings, healthz, seed_chat
 from .exchange import Handler, Route, endpoint
 from .explain import explain
 from .messages_api import count_tokens, messages
+from .models_api import list_models, retrieve_model
 from .reload import admin_reload
 from .responses_api import responses
 from .schemas import (
@@ -70,6 +71,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
 OTHER_ROUTES: tuple[OtherRoute, ...] = (
     OtherRoute("/v1/explain", "POST", explain),
     OtherRoute("/v1/models", "GET", list_models),
+    OtherRoute("/v1/models/{model_id:path}", "GET", retrieve_model),
     OtherRoute("/healthz", "GET", healthz),
     OtherRoute("/metrics", "GET", metrics_endpoint, needs_metrics=True),
     OtherRoute("/dashboard", "GET", dashboard_page, needs_metrics=True),

@@ -232,6 +232,8 @@ class FaultyUpstream(_Loopback):
                 return False
             if attempt.path.endswith("/embeddings"):
                 return await _json(writer, 200, _embeddings(attempt))
+            if attempt.path.endswith("/responses"):
+                return await _json(writer, 200, _response(attempt, pieces))
             return await _json(writer, 200, _completion(attempt, pieces))
         if name in {"reset", "fin"}:
             if not stream:
@@ -395,6 +397,24 @@ def _completion(attempt: Attempt, pieces: int) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": 7, "completion_tokens": pieces, "total_tokens": 7 + pieces},
     }
+
+
+def _response(attempt: Attempt, pieces: int) -> dict[str, Any]:
+    """A Responses API answer with the same text as ``_completion``."""
+    text = " ".join(f"p{i}" for i in range(pieces))
+    content = [{"type": "output_text", "text": text, "annotations": []}]
+    return {
+        "id": "resp_faulty",
+        "object": "response",
+        "created_at": CREATED,
+        "status": "completed",
+        "model": attempt.body.get("model") if isinstance(attempt.body, dict) else None,
+        "output": [
+            {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+             "content": content}
+        ],
+        "usage": {"input_tokens": 7, "output_tokens": pieces, "total_tokens": 7 + pieces},
+    }  # fmt: skip
 
 
 def _embeddings(attempt: Attempt) -> dict[str, Any]:
