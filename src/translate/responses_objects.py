@@ -43,7 +43,7 @@ def response_object(
     if status == "incomplete":
         reason = "content_filter" if finish == "content_filter" else "max_output_tokens"
         incomplete = {"reason": reason}
-    return {
+    response: dict[str, Any] = {
         "id": response_id(context),
         "object": "response",
         "created_at": context.created,
@@ -61,12 +61,14 @@ def response_object(
         "temperature": body.get("temperature"),
         "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [],
+        "tools": [_echoed(tool) for tool in body.get("tools") or ()],
         "top_p": body.get("top_p"),
         "truncation": "disabled",
-        "usage": responses_usage(usage) if usage is not None else None,
         "metadata": body.get("metadata") or {},
     }
+    if usage is not None:
+        response["usage"] = responses_usage(usage)
+    return response
 
 
 def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
@@ -93,3 +95,10 @@ def call_item(call_id: str, name: str, arguments: str, status: str) -> dict[str,
 
 def status_of(finish: object) -> str:
     return "incomplete" if finish in {"length", "content_filter"} else "completed"
+
+
+def _echoed(tool: Any) -> Any:
+    """A request's tool as a response lists it: a function tool with all its fields."""
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        return tool
+    return {"strict": None, "parameters": None, "description": None, **tool}
