@@ -595,3 +595,19 @@ def test_a_5_mb_image_goes_through(world):
     assert reply.choices[0].message.content == "Hello from GPT."
     arrived = upstream.last("/v1/chat/completions").body
     assert arrived["messages"][0]["content"][1]["image_url"]["url"] == url
+
+
+def test_stored_responses_are_the_openai_providers(world):
+    gateway, upstream, _ = world
+    upstream.answer("/v1/responses/resp_upstream", Canned(json=RESPONSE))
+    client = openai_client(gateway)
+    stored = client.responses.retrieve("resp_upstream")
+    assert stored.id == "resp_upstream" and stored.output_text == "Hi there."
+    arrived = upstream.last("/v1/responses/resp_upstream")
+    assert arrived.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    missing = {"error": {"message": "No response found.", "type": "invalid_request_error",
+                         "param": None, "code": "not_found"}}  # fmt: skip
+    upstream.answer("/v1/responses/resp_gone", Canned(status=404, json=missing))
+    with pytest.raises(openai.NotFoundError) as gone:
+        client.responses.retrieve("resp_gone")
+    assert gone.value.body == missing["error"]

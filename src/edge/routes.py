@@ -25,7 +25,7 @@ from .explain import explain
 from .messages_api import count_tokens, messages
 from .models_api import list_models, retrieve_model
 from .reload import admin_reload
-from .responses_api import responses
+from .responses_api import responses, stored_response
 from .schemas import (
     ChatCompletionRequest,
     CountTokensRequest,
@@ -72,6 +72,9 @@ OTHER_ROUTES: tuple[OtherRoute, ...] = (
     OtherRoute("/v1/explain", "POST", explain),
     OtherRoute("/v1/models", "GET", list_models),
     OtherRoute("/v1/models/{model_id:path}", "GET", retrieve_model),
+    OtherRoute("/v1/responses/{rest:path}", "GET", stored_response),
+    OtherRoute("/v1/responses/{rest:path}", "DELETE", stored_response),
+    OtherRoute("/v1/responses/{rest:path}", "POST", stored_response),
     OtherRoute("/healthz", "GET", healthz),
     OtherRoute("/metrics", "GET", metrics_endpoint, needs_metrics=True),
     OtherRoute("/dashboard", "GET", dashboard_page, needs_metrics=True),

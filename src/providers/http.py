@@ -131,7 +131,7 @@ class HTTPProvider:
                 response = await self._transport.handle_async_request(
                     self._request(url, headers, payload)
                 )
-                content = await _read(response)
+                content = await read_all(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         if response.status_code != 200:
@@ -158,7 +158,7 @@ class HTTPProvider:
         if response.status_code != 200:
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    content = await _read(response)
+                    content = await read_all(response)
             except (TimeoutError, httpx.HTTPError):
                 content = b""
                 await response.aclose()
@@ -292,7 +292,7 @@ class ResponseStream:
         await self._response.aclose()
 
 
-async def _read(response: httpx.Response) -> bytes:
+async def read_all(response: httpx.Response) -> bytes:
     """The whole body, then the response closed.
 
     Iterates the transport's stream directly: the gateway asks for no

@@ -8,10 +8,13 @@ fails). The bodies pass through with ``model`` replaced.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
+from ..errors import UpstreamRejected
 from .base import Outbound
-from .http import HTTPProvider, header_pair
+from .http import HTTPProvider, header_pair, read_all
 from .operations import Operation
 
 
@@ -41,6 +44,29 @@ class OpenAIProvider(HTTPProvider):
 
     def headers(self, request: Outbound, stream: bool) -> httpx.Headers:
         return self._sse_headers if stream else self._json_headers
+
+    async def stored(self, method: str, path: str, query: bytes) -> bytes:
+        """A call about a response the provider stored (``GET /responses/{id}``, ...): the
+        200 answer's bytes as sent; ``UpstreamRejected`` (with the provider's error) for a
+        4xx, ``AttemptFailed`` otherwise."""
+        url = httpx.URL(self._base + path, query=query)
+        request = httpx.Request(
+            method, url, headers=self._json_headers, extensions=self._extensions
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._transport.handle_async_request(request)
+                content = await read_all(response)
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_failure(exc) from None
+        status = response.status_code
+        if status == 200:
+            return content
+        if 400 <= status < 500 and status not in {401, 403, 429}:  # about the response asked for
+            detail = self.error_detail(content)
+            said = detail.message if detail else f"provider {self.name} answered {status}"
+            raise UpstreamRejected(said, status=status, detail=detail)
+        raise self._status_failure(status, response.headers, content)
 
 
 _PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses"}

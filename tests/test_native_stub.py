@@ -1,0 +1,53 @@
+"""Stub mode answers every endpoint in its own dialect: the stub speaks chat, the others reach it
+through their translators (``responses_chat``, ``anthropic_openai``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anthropic
+import jsonschema
+import openai
+import pytest
+
+from src.providers import STUB_TEXT
+from tests.gateway_process import gateway_process, stub_config
+
+RESPONSES_SCHEMA = Path("/work/shared/openai/openai-responses-subset.json")
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("stub")
+    with gateway_process(tmp, stub_config(tmp)) as base:
+        yield base
+
+
+def validator(name: str) -> jsonschema.protocols.Validator:
+    document = json.loads(RESPONSES_SCHEMA.read_text())
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_responses_in_stub_mode_plain_and_streamed(gateway):
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key="x", max_retries=0)
+    raw = client.responses.with_raw_response.create(model="default-chat", input="Hello there")
+    validator("Response").validate(json.loads(raw.content))
+    response = raw.parse()
+    assert response.output_text == STUB_TEXT and response.model == "default-chat"
+    assert response.usage is not None and response.usage.input_tokens == 3
+    events = list(client.responses.create(model="default-chat", input="Hello", stream=True))
+    assert events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == STUB_TEXT
+
+
+def test_messages_and_count_tokens_in_stub_mode(gateway):
+    client = anthropic.Anthropic(base_url=gateway, api_key="x", max_retries=0)
+    messages = [{"role": "user", "content": "Hello there"}]
+    message = client.messages.create(model="default-chat", max_tokens=50, messages=messages)
+    assert message.content[0].text == STUB_TEXT and message.model == "default-chat"
+    with client.messages.stream(model="default-chat", max_tokens=50, messages=messages) as s:
+        assert s.get_final_text() == STUB_TEXT
+    assert client.messages.count_tokens(model="default-chat", messages=messages).input_tokens == 3
