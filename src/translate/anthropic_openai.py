@@ -20,7 +20,7 @@ from ..errors import UnsupportedField
 from ..providers import Provider
 from ..providers.base import Usage
 from ..providers.operations import CHAT, MESSAGES, Operation
-from .base import Context
+from .base import Context, first_delta, first_reply
 
 Chunk = dict[str, Any]
 
@@ -199,13 +199,8 @@ STOP_REASONS = {
 
 def to_anthropic_message(answer: dict[str, Any], usage: Usage, context: Context) -> dict[str, Any]:
     """A ``chat.completion`` as an Anthropic ``message`` with ``usage``."""
-    choices = answer.get("choices") or [{}]
-    first = choices[0] if isinstance(choices[0], dict) else {}
-    reply = first.get("message") or {}
+    first, reply, text = first_reply(answer)
     content: list[dict[str, Any]] = []
-    text = reply.get("content")
-    if isinstance(text, list):
-        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
     if text:
         content.append({"type": "text", "text": text})
     for call in reply.get("tool_calls") or ():
@@ -267,11 +262,10 @@ class EventsFromChunks:
 
     def feed(self, chunk: Chunk) -> list[dict[str, Any]]:
         out = self._start()
-        choices = chunk.get("choices")
-        first = choices[0] if isinstance(choices, list) and choices else None
-        if not isinstance(first, dict):
+        found = first_delta(chunk)
+        if found is None:
             return out
-        delta = first.get("delta") or {}
+        first, delta = found
         text = delta.get("content")
         if isinstance(text, str) and text:
             if self._block != "text":

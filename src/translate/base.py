@@ -51,3 +51,23 @@ class Translator(Protocol):
         ...
 
     def stream(self, context: Context) -> StreamTranslator: ...
+
+
+def first_reply(answer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A ``chat.completion``'s first choice, its message, and the message's text."""
+    choices = answer.get("choices") or [{}]
+    first = choices[0] if isinstance(choices[0], dict) else {}
+    reply = first.get("message") or {}
+    text = reply.get("content")
+    if isinstance(text, list):
+        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+    return first, reply, text if isinstance(text, str) else ""
+
+
+def first_delta(chunk: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A chunk's first choice and its delta; ``None`` for a chunk without choices."""
+    choices = chunk.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, dict):
+        return None
+    return first, first.get("delta") or {}

@@ -23,7 +23,7 @@ from ..errors import UnsupportedField
 from ..providers import Provider
 from ..providers.base import Usage
 from ..providers.operations import CHAT, RESPONSES, Operation
-from .base import Context
+from .base import Context, first_reply
 from .responses_objects import call_item, message_item, response_id, response_object, status_of
 from .responses_stream import EventsFromChunks
 
@@ -188,13 +188,8 @@ def _text(text: Any, who: str) -> dict[str, Any]:
 
 def to_response(answer: dict[str, Any], usage: Usage, context: Context) -> dict[str, Any]:
     """A ``chat.completion`` as a Responses API ``response``."""
-    choices = answer.get("choices") or [{}]
-    first = choices[0] if isinstance(choices[0], dict) else {}
-    reply = first.get("message") or {}
+    first, reply, text = first_reply(answer)
     output: list[dict[str, Any]] = []
-    text = reply.get("content")
-    if isinstance(text, list):
-        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
     if text:
         output.append(message_item("msg_" + response_id(context)[5:], text, "completed"))
     for call in reply.get("tool_calls") or ():

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..providers.base import Usage
-from .base import Context
+from .base import Context, first_delta
 from .responses_objects import call_item, message_item, response_id, response_object, status_of
 
 Chunk = dict[str, Any]
@@ -59,11 +59,10 @@ class EventsFromChunks:
 
     def feed(self, chunk: Chunk) -> list[dict[str, Any]]:
         out = self._start()
-        choices = chunk.get("choices")
-        first = choices[0] if isinstance(choices, list) and choices else None
-        if not isinstance(first, dict):
+        found = first_delta(chunk)
+        if found is None:
             return out
-        delta = first.get("delta") or {}
+        first, delta = found
         text = delta.get("content")
         if isinstance(text, str) and text:
             if self._open is None or self._open.kind != "message":
