@@ -456,7 +456,7 @@ def test_responses_stream_translated_for_anthropic(world):
     with client.responses.stream(
         model="claude-sonnet", input="Weather?", tools=[WEATHER_TOOL]
     ) as stream:
-        seen = [event.model_dump(exclude_unset=True) for event in stream]
+        seen = [event.model_dump(exclude_unset=True, warnings=False) for event in stream]
         final = stream.get_final_response()
     validator = schema_validator("ResponseStreamEvent")
     for event in seen:
