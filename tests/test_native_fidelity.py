@@ -611,3 +611,18 @@ def test_stored_responses_are_the_openai_providers(world):
     with pytest.raises(openai.NotFoundError) as gone:
         client.responses.retrieve("resp_gone")
     assert gone.value.body == missing["error"]
+
+
+def test_an_anthropic_error_event_midway_reaches_the_client_as_sent(world):
+    gateway, upstream, log = world
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    events = [*fidelity_events()[:3], overloaded]
+    upstream.answer("/v1/messages", Canned(events=events))
+    client = anthropic_client(gateway)
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        with client.messages.stream(**fidelity_request()) as stream:
+            for _ in stream:
+                pass
+    assert failed.value.body == overloaded
+    line = log_lines(log, "/v1/messages")[-1]
+    assert line["outcome"] == "upstream_error"

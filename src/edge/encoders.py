@@ -92,7 +92,9 @@ class ChatEncoder:
             return closing + b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
         return closing + _DONE
 
-    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
+    def failed(
+        self, message: str, kind: str = "upstream_error", event: Event | None = None
+    ) -> bytes:
         error = {"error": {"type": kind, "message": message, "param": None, "code": kind}}
         return b"data: " + orjson.dumps(error) + b"\n\n"
 
@@ -132,7 +134,11 @@ class EventEncoder:
             return b""  # the provider's own last events have gone as they came
         return b"".join(_framed(out) for out in self._translator.end(usage))
 
-    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
+    def failed(
+        self, message: str, kind: str = "upstream_error", event: Event | None = None
+    ) -> bytes:
+        if event is not None and self._translator is None and event.json is not None:
+            return self.event(event)  # the provider's own error event, as it sent it
         if self._op.dialect == "anthropic":
             error = {"type": _ANTHROPIC_KINDS.get(kind, "api_error"), "message": message}
             return _framed({"type": "error", "error": error})

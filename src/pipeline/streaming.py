@@ -70,8 +70,11 @@ class Encoder(Protocol):
         """The bytes that end a complete stream; ``reported``: the upstream gave usage."""
         ...
 
-    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
-        """The one event that ends a stream early: its upstream failed midway (or ``kind``)."""
+    def failed(
+        self, message: str, kind: str = "upstream_error", event: Event | None = None
+    ) -> bytes:
+        """The one event that ends a stream early: its upstream failed midway (or ``kind``);
+        ``event`` is the upstream's own error event, when it sent one."""
         ...
 
 
@@ -135,7 +138,9 @@ class Relay:
                 502,
                 "upstream_error",
             )
-            yield encoder.failed(f"The upstream stream failed: {exc.message}.")
+            yield encoder.failed(
+                f"The upstream stream failed: {exc.message}.", "upstream_error", exc.event
+            )
         finally:
             await self.finish()
 

@@ -40,7 +40,8 @@ class AttemptFailed(Exception):
 
     ``kind`` is ``timeout``, ``connect``, ``status`` or ``bad_response``;
     ``status`` is the upstream's HTTP status where there was one;
-    ``retry_after_s`` is the upstream's ``Retry-After`` when it gave a usable one.
+    ``retry_after_s`` is the upstream's ``Retry-After`` when it gave a usable one;
+    ``event`` the upstream's own error event when a stream reported the failure.
     """
 
     def __init__(
@@ -50,12 +51,14 @@ class AttemptFailed(Exception):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        event: Event | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.retry_after_s = retry_after_s
+        self.event = event
 
 
 @dataclass(slots=True)

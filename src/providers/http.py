@@ -109,6 +109,7 @@ class HTTPProvider:
                         f"provider {self.name} sent an error event:"
                         f" {error[0]}: {self.safe(error[1])}",
                         status=_ERROR_STATUS.get(error[0], 500),
+                        event=Event(name, self._redacted_data(data), event),
                     )
             if op.stream_end(data, event):
                 if event is not None:
@@ -215,6 +216,12 @@ class HTTPProvider:
         return UpstreamDetail(
             self.dialect, body, text("message") or "", text("type"), text("code"), text("param")
         )
+
+    def _redacted_data(self, data: bytes) -> bytes:
+        """An event's data, re-serialised without its strings that quote the key."""
+        if not self._key or not _shares_piece(data.decode("utf-8", "replace"), self._key):
+            return data
+        return orjson.dumps(self._redacted(orjson.loads(data)))
 
     def _redacted(self, value: Any) -> Any:
         if isinstance(value, str):
