@@ -619,10 +619,12 @@ def test_an_anthropic_error_event_midway_reaches_the_client_as_sent(world):
     events = [*fidelity_events()[:3], overloaded]
     upstream.answer("/v1/messages", Canned(events=events))
     client = anthropic_client(gateway)
-    with pytest.raises(anthropic.APIStatusError) as failed:
-        with client.messages.stream(**fidelity_request()) as stream:
-            for _ in stream:
-                pass
+    with (
+        pytest.raises(anthropic.APIStatusError) as failed,
+        client.messages.stream(**fidelity_request()) as stream,
+    ):
+        for _ in stream:
+            pass
     assert failed.value.body == overloaded
     line = log_lines(log, "/v1/messages")[-1]
     assert line["outcome"] == "upstream_error"
