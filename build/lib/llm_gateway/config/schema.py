@@ -177,7 +177,15 @@ class PriceConfig(StrictModel):
     """USD per million tokens for one provider model."""
 
     input_usd_per_mtok: float = Field(ge=0)
+    """USD per million input tokens not read from or written to the provider's prompt cache."""
     output_usd_per_mtok: float = Field(ge=0)
+    """USD per million output tokens, reasoning tokens included."""
+    cached_input_usd_per_mtok: float | None = Field(default=None, ge=0)
+    """USD per million input tokens read from the provider's prompt cache (OpenAI's
+    ``cached_tokens``, Anthropic's ``cache_read_input_tokens``); unset: the input rate."""
+    cache_write_usd_per_mtok: float | None = Field(default=None, ge=0)
+    """USD per million input tokens written to the provider's prompt cache (Anthropic's
+    ``cache_creation_input_tokens``); unset: the input rate."""
 
 
 class MetricsConfig(StrictModel):
@@ -314,7 +322,9 @@ class GatewayConfig(StrictModel):
     aliases: dict[str, AliasConfig] = Field(min_length=1)
     rate_limit: RateLimitConfig
     max_prompt_tokens: int | None = Field(default=None, ge=1)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """The largest request body, in bytes (refused with 413 before it is buffered). The
+    default fits several images: OpenAI takes images of up to 20 MB, base64 adds a third."""
     # HTTP layer (edge.protocol.GatewayProtocol): a request's head and body must arrive
     # within this; a head may be at most this large
     request_read_timeout_s: float = Field(default=30.0, gt=0)

@@ -20,14 +20,17 @@ from ..errors import GatewayError, PromptTooLarge
 from ..governance.identity import Client
 from ..governance.policies import Call, Policies, Rule
 from ..observability.telemetry import CallRecord
-from ..providers import Usage
 from ..routing import Route, Router, Target
 from ..state.limiter import Decision, Limiter, Quota
 from ..state.spend import SpendStore
-from . import accounting
-from .pricing import PriceTable
-from .quote import quote
-from .refusals import ceiling_refusal, note_shadow, rate_refusal, with_rule_fields
+from .cost import PriceTable, quote
+from .refusals import (
+    budget_refusal,
+    ceiling_refusal,
+    note_shadow,
+    rate_refusal,
+    with_rule_fields,
+)
 from .waiting import Waiting
 
 _MAX_USE_CASE = 100
@@ -48,6 +51,8 @@ class Ticket:
     rules: tuple[Rule, ...] = ()
     # Under a cost ceiling: the targets that fit under it (None: every target may answer).
     within: tuple[Target, ...] | None = None
+    # The body was changed (a policy, the client's token cap): its bytes cannot go as they came.
+    body_changed: bool = False
 
     @property
     def alias(self) -> str:
@@ -87,6 +92,7 @@ class Admission:
         use_case: str | None = None,
         completes: bool = True,
         ceiling_usd: float | None = None,
+        budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
     ) -> Ticket:
         """Check and count a request; raise a ``GatewayError`` that carries limit headers.
 
@@ -96,6 +102,7 @@ class Admission:
         for requests that produce a completion (``completes``), the client's
         token cap may change it. ``ceiling_usd`` is the client's cost ceiling
         (``X-Max-Cost-USD``): only targets whose quote fits under it may answer.
+        ``budget_fields`` are the body's names for the completion budget.
         """
         record.alias = record.requested_model = model
         if use_case is not None:
@@ -104,7 +111,9 @@ class Admission:
             ticket = self._route(record, client, model, prompt, use_case)
             if self.policies.rules:
                 await self._apply_policies(record, client, ticket, body, use_case)
-            self._estimate(ticket, client, body, completion_budget, completes, ceiling_usd)
+            self._estimate(
+                ticket, client, body, completion_budget, completes, ceiling_usd, budget_fields
+            )
         except GatewayError as exc:
             exc.headers.update(await self.quota_headers(record.client_id, client))
             raise with_rule_fields(exc, client) from None
@@ -135,6 +144,7 @@ class Admission:
         completion_budget: int | None,
         completes: bool,
         ceiling_usd: float | None,
+        budget_fields: tuple[str, ...],
     ) -> None:
         """The prompt cap, the completion estimate (under the client's token cap), the ceiling."""
         prompt = ticket.prompt_estimate
@@ -144,7 +154,9 @@ class Admission:
                 f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
             )
         if completes:
-            completion_budget = client.cap_completion(body, completion_budget)
+            capped = client.cap_completion(body, completion_budget, budget_fields)
+            ticket.body_changed |= capped != completion_budget
+            completion_budget = capped
         ticket.completion_estimate = (
             completion_budget if completion_budget is not None else client.reserve_completion_tokens
         )
@@ -175,6 +187,9 @@ class Admission:
         record.policies = tuple(rule.name for rule in rules)
         if rules:
             ticket.call, ticket.rules = call, rules
+            ticket.body_changed |= any(
+                not rule.shadow and rule.action in {"redact", "hook"} for rule in rules
+            )
             for note in await self.policies.before(call, rules, body):
                 record.note_shadow(note)
 
@@ -182,12 +197,16 @@ class Admission:
         """Hold the request's estimated cost (at the first target's price); refuse over budget."""
         assert client.id is not None
         first = ticket.within[0] if ticket.within else ticket.route.group[0]
-        usage = Usage(ticket.prompt_estimate, ticket.completion_estimate)
-        estimate = accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+        estimate = (
+            self.prices.ceiling_usd(
+                first.provider, first.model, ticket.prompt_estimate, ticket.completion_estimate
+            )
+            or 0.0
+        )
         verdict = await self.spend.admit(client.id, client.budget, estimate)
         if not verdict.allowed:
             assert client.budget is not None
-            over = accounting.refusal(client.id, client.budget, verdict)
+            over = budget_refusal(client.id, client.budget, verdict)
             if client.budget_shadow:
                 note_shadow(record, over)
                 verdict = await self.spend.admit(client.id, None, estimate)

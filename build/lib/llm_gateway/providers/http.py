@@ -1,8 +1,14 @@
-"""What every HTTP adapter shares: sending over the pooled transport, and mapping failures.
+"""What every HTTP adapter shares: the pass-through call and stream, and mapping failures.
+
+An adapter says where an operation goes (``url``) and with which headers
+(``headers``); ``call`` and ``open`` do the rest for every operation: the
+body goes out with the target's model (the client's bytes as they came when
+they may), the answer comes back as the provider sent it.
 
 Foreign errors are mapped here, at the seam: httpx and transport exceptions
 become ``AttemptFailed``, upstream statuses become ``AttemptFailed`` or
-``UpstreamRejected``. No upstream text that echoes the provider key is shown.
+``UpstreamRejected`` (with the provider's own error fields). No upstream text
+that echoes the provider key is shown.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from typing import Any
 import httpx
 import orjson
 
-from ..errors import UpstreamRejected
-from .base import AttemptFailed
+from ..errors import UnsupportedField, UpstreamDetail, UpstreamRejected
+from .base import AttemptFailed, Event, Outbound, Reply
+from .operations import Operation, with_model
 from .sse import SSEDecoder
 
 # Statuses that mean the request itself is wrong: every target would refuse it.
 _REQUEST_FAULTS = frozenset({400, 413, 422})
+# Error types of an error event in a stream, as the HTTP status they stand for.
+_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
 _SECRET_PIECE = 8
 
 
@@ -35,15 +44,79 @@ class HTTPProvider:
 
     stub = False
     kind = "http"
+    dialect = "openai"  # the shape of the provider's error bodies
+    speaks: frozenset[str] = frozenset()
+    default_max_tokens = 4096
 
     def __init__(
         self, name: str, transport: httpx.AsyncBaseTransport, api_key: str | None, timeout_s: float
     ) -> None:
         self.name = name
+        self.who = f"provider {name!r} ({self.kind})"
         self._transport = transport
         self._key = api_key
         self._timeout_s = timeout_s
         self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+
+    def url(self, op: Operation, model: str) -> httpx.URL:
+        """Where ``op`` goes for ``model``."""
+        raise NotImplementedError
+
+    def headers(self, request: Outbound, stream: bool) -> httpx.Headers:
+        """The headers of one call: the provider's own, and what it forwards of the client's."""
+        raise NotImplementedError
+
+    def payload(self, op: Operation, model: str, request: Outbound) -> bytes:
+        """The body to send: the client's bytes with the model replaced when they may go as
+        they came, else the body serialised with ``model`` set."""
+        if request.raw is not None and request.raw_model is not None:
+            if request.raw_model == model:
+                return request.raw
+            replaced = with_model(request.raw, request.raw_model, model)
+            if replaced is not None:
+                return replaced
+        return orjson.dumps({**request.body, "model": model})
+
+    def _check(self, op: Operation) -> None:
+        if op.name not in self.speaks:
+            raise UnsupportedField(self.who, "model", f"it has no {op.name} API")
+
+    async def call(self, op: Operation, model: str, request: Outbound) -> Reply:
+        """One non-streamed call of ``op``: the 200 answer, its bytes as sent."""
+        self._check(op)
+        payload = self.payload(op, model, request)
+        raw, answer = await self._call_json(
+            self.url(op, model), self.headers(request, False), payload
+        )
+        return Reply(answer, raw)
+
+    async def open(self, op: Operation, model: str, request: Outbound) -> ResponseStream:
+        """A streamed call of ``op``: its events as the provider sends them."""
+        self._check(op)
+        payload = self.payload(op, model, request)
+        response = await self._open(self.url(op, model), self.headers(request, True), payload)
+        return ResponseStream(response, lambda r: self.events(op, r))
+
+    async def events(self, op: Operation, response: httpx.Response) -> AsyncIterator[Event]:
+        """The stream's events up to the one that completes it; failures raised."""
+        async for name, data in self.sse_events(response):
+            event = None if data == b"[DONE]" else self.json_event(data)
+            if event is not None:
+                error = op.stream_error(event)
+                if error is not None:
+                    raise AttemptFailed(
+                        "status",
+                        f"provider {self.name} sent an error event:"
+                        f" {error[0]}: {self.safe(error[1])}",
+                        status=_ERROR_STATUS.get(error[0], 500),
+                        event=Event(name, self._redacted_data(data), event),
+                    )
+            if op.stream_end(data, event):
+                if event is not None:
+                    yield Event(name, data, event)
+                return
+            yield Event(name, data, event)
+        raise self.stream_failure(f"ended the stream without {op.last_event}")
 
     def _request(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Request:
         return httpx.Request(
@@ -52,14 +125,14 @@ class HTTPProvider:
 
     async def _call_json(
         self, url: httpx.URL, headers: httpx.Headers, payload: bytes
-    ) -> dict[str, Any]:
-        """POST and return the decoded 200 answer (an object); failures mapped."""
+    ) -> tuple[bytes, dict[str, Any]]:
+        """POST and return the 200 answer, as bytes and decoded (an object); failures mapped."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._transport.handle_async_request(
                     self._request(url, headers, payload)
                 )
-                content = await _read(response)
+                content = await read_all(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         if response.status_code != 200:
@@ -72,7 +145,7 @@ class HTTPProvider:
             ) from None
         if not isinstance(answer, dict):
             raise AttemptFailed("bad_response", f"provider {self.name} answered a non-object")
-        return answer
+        return content, answer
 
     async def _open(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Response:
         """POST and return the 200 response, its body not read yet; failures mapped."""
@@ -86,7 +159,7 @@ class HTTPProvider:
         if response.status_code != 200:
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    content = await _read(response)
+                    content = await read_all(response)
             except (TimeoutError, httpx.HTTPError):
                 content = b""
                 await response.aclose()
@@ -107,28 +180,57 @@ class HTTPProvider:
     def _status_failure(
         self, status: int, headers: httpx.Headers, content: bytes
     ) -> AttemptFailed | UpstreamRejected:
-        detail = self._upstream_message(content)
+        detail = self.error_detail(content)
+        said = f": {detail.message[:500]}" if detail is not None and detail.message else ""
         if status in _REQUEST_FAULTS:
             return UpstreamRejected(
-                f"provider {self.name} refused the request ({status}){detail}", status=status
+                detail.message
+                if detail is not None and detail.message
+                else f"provider {self.name} refused the request ({status})",
+                status=status,
+                detail=detail,
             )
         return AttemptFailed(
             "status",
-            f"provider {self.name} answered {status}{detail}",
+            f"provider {self.name} answered {status}{said}",
             status=status,
             retry_after_s=parse_retry_after(headers.get("retry-after")),
         )
 
-    def _upstream_message(self, content: bytes) -> str:
-        """The upstream's own error message, unless it echoes any piece of the key."""
+    def error_detail(self, content: bytes) -> UpstreamDetail | None:
+        """The provider's own error body and fields, any string quoting its key withheld."""
         try:
-            error = orjson.loads(content).get("error")
-            message = error.get("message") if isinstance(error, dict) else None
-        except (orjson.JSONDecodeError, AttributeError):
-            return ""
-        if not isinstance(message, str) or not message:
-            return ""
-        return f": {self.safe(message)[:500]}"
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return None
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return None
+        body = self._redacted(body)
+        error = body["error"]
+
+        def text(name: str) -> str | None:
+            value = error.get(name)
+            return value if isinstance(value, str) else None
+
+        return UpstreamDetail(
+            self.dialect, body, text("message") or "", text("type"), text("code"), text("param")
+        )
+
+    def _redacted_data(self, data: bytes) -> bytes:
+        """An event's data, re-serialised without its strings that quote the key."""
+        if not self._key or not _shares_piece(data.decode("utf-8", "replace"), self._key):
+            return data
+        return orjson.dumps(self._redacted(orjson.loads(data)))
+
+    def _redacted(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.safe(value)
+        if isinstance(value, dict):
+            return {key: self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._redacted(item) for item in value]
+        return value
 
     def safe(self, message: str) -> str:
         """``message``, or a notice in its place when it quotes any piece of the key."""
@@ -139,8 +241,10 @@ class HTTPProvider:
     def stream_failure(self, what: str) -> AttemptFailed:
         return AttemptFailed("bad_response", f"provider {self.name} {what}")
 
-    async def sse_data(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        """The ``data`` of each event of a server-sent-event stream.
+    async def sse_events(
+        self, response: httpx.Response
+    ) -> AsyncIterator[tuple[bytes | None, bytes]]:
+        """The ``event`` name and ``data`` of each event of a server-sent-event stream.
 
         A silent upstream is cut by the transport's read timeout. One that keeps
         sending bytes without completing an event (a drip) is cut here, once no
@@ -152,14 +256,14 @@ class HTTPProvider:
         last_event = clock()
         try:
             async for raw in response.stream:  # type: ignore[union-attr]
-                events = decoder.feed(raw)
+                events = decoder.feed_named(raw)
                 if not events:
                     if clock() - last_event > self._timeout_s:
                         raise TimeoutError
                     continue
                 last_event = clock()
-                for data in events:
-                    yield data
+                for event in events:
+                    yield event
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
 
@@ -195,7 +299,7 @@ class ResponseStream:
         await self._response.aclose()
 
 
-async def _read(response: httpx.Response) -> bytes:
+async def read_all(response: httpx.Response) -> bytes:
     """The whole body, then the response closed.
 
     Iterates the transport's stream directly: the gateway asks for no
