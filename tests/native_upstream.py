@@ -15,9 +15,21 @@ from __future__ import annotations
 import json
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 from starlette.types import Receive, Scope, Send
+
+# OpenAI's published schemas of the Responses API (a subset of its OpenAPI description).
+RESPONSES_SCHEMA = Path(__file__).parent / "fixtures" / "openai-responses-subset.json"
+
+
+def responses_validator(name: str) -> jsonschema.protocols.Validator:
+    """A validator for the Responses API's schema ``name`` (``Response``, ...)."""
+    document = json.loads(RESPONSES_SCHEMA.read_text())
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema)
 
 
 @dataclass

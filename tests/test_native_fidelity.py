@@ -20,18 +20,22 @@ from typing import Any
 
 import anthropic
 import httpx
-import jsonschema
 import openai
 import pytest
 from pydantic import BaseModel
 
 from tests.gateway_process import gateway_process
-from tests.native_upstream import Canned, NativeUpstream, anthropic_message, chat_completion
+from tests.native_upstream import (
+    Canned,
+    NativeUpstream,
+    anthropic_message,
+    chat_completion,
+    responses_validator,
+)
 from tests.upstream_server import serve_app
 
 OPENAI_KEY = "sk-proj-upstream-OPENAI-0123456789"
 ANTHROPIC_KEY = "sk-ant-upstream-ANTHROPIC-0123456789"
-RESPONSES_SCHEMA = Path("/work/shared/openai/openai-responses-subset.json")
 
 
 class Sent:
@@ -112,12 +116,6 @@ def with_model(raw: bytes, old: str, new: str) -> bytes:
     )
     assert count == 1
     return replaced
-
-
-def schema_validator(name: str) -> jsonschema.protocols.Validator:
-    document = json.loads(RESPONSES_SCHEMA.read_text())
-    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
-    return jsonschema.Draft202012Validator(schema)
 
 
 def log_lines(log: Path, endpoint: str) -> list[dict[str, Any]]:
@@ -411,7 +409,7 @@ def test_responses_with_tools_translated_for_anthropic(world):
         }
     ]
     body = json.loads(raw.content)
-    schema_validator("Response").validate(body)
+    responses_validator("Response").validate(body)
     response = raw.parse()
     call = response.output[1]
     assert call.type == "function_call" and call.name == "get_weather"
@@ -458,7 +456,7 @@ def test_responses_stream_translated_for_anthropic(world):
     ) as stream:
         seen = [event.model_dump(exclude_unset=True, warnings=False) for event in stream]
         final = stream.get_final_response()
-    validator = schema_validator("ResponseStreamEvent")
+    validator = responses_validator("ResponseStreamEvent")
     for event in seen:
         validator.validate(event)
     kinds = [event["type"] for event in seen]

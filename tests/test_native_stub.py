@@ -4,17 +4,14 @@ through their translators (``responses_chat``, ``anthropic_openai``)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import anthropic
-import jsonschema
 import openai
 import pytest
 
 from src.providers import STUB_TEXT
 from tests.gateway_process import gateway_process, stub_config
-
-RESPONSES_SCHEMA = Path("/work/shared/openai/openai-responses-subset.json")
+from tests.native_upstream import responses_validator
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +21,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
         yield base
 
 
-def validator(name: str) -> jsonschema.protocols.Validator:
-    document = json.loads(RESPONSES_SCHEMA.read_text())
-    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
-    return jsonschema.Draft202012Validator(schema)
-
-
 def test_responses_in_stub_mode_plain_and_streamed(gateway):
     client = openai.OpenAI(base_url=gateway + "/v1", api_key="x", max_retries=0)
     raw = client.responses.with_raw_response.create(model="default-chat", input="Hello there")
-    validator("Response").validate(json.loads(raw.content))
+    responses_validator("Response").validate(json.loads(raw.content))
     response = raw.parse()
     assert response.output_text == STUB_TEXT and response.model == "default-chat"
     assert response.usage is not None and response.usage.input_tokens == 3
