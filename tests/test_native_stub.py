@@ -42,3 +42,13 @@ def test_messages_and_count_tokens_in_stub_mode(gateway):
     with client.messages.stream(model="default-chat", max_tokens=50, messages=messages) as s:
         assert s.get_final_text() == STUB_TEXT
     assert client.messages.count_tokens(model="default-chat", messages=messages).input_tokens == 3
+
+
+def test_the_beta_messages_route_and_model_discovery_in_stub_mode(gateway):
+    client = anthropic.Anthropic(base_url=gateway, api_key="x", max_retries=0)
+    messages = [{"role": "user", "content": "Hello"}]
+    beta = client.beta.messages.create(
+        model="default-chat", max_tokens=50, messages=messages, betas=["context-1m-2025-08-07"]
+    )
+    assert beta.content[0].text == STUB_TEXT
+    assert [model.id for model in client.models.list()] == ["default-chat"]
