@@ -28,7 +28,7 @@ caller's dialect (``edge.dialects``); nothing else builds error bodies.
     ├── RateLimited               429 rate_limit_exceeded   (the gateway's limit; Retry-After)
     ├── BudgetExceeded            429 budget_exceeded       (Retry-After: the budget's reset)
     ├── PolicyFailed              500 policy_error          (a Python hook raised)
-    ├── UpstreamRejected          4xx invalid_request_error (the provider refused the request)
+    ├── UpstreamRejected          4xx the provider's own type  (the provider refused the request)
     ├── UpstreamRateLimited       429 upstream_rate_limited (all failed, the last throttled)
     ├── UpstreamError             502 upstream_error
     ├── UpstreamUnavailable       503 upstream_unavailable  (every target's breaker is open)
@@ -41,6 +41,7 @@ caller's dialect (``edge.dialects``); nothing else builds error bodies.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,23 @@ class RuleInfo:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamDetail:
+    """A provider's own error, as it sent it (redacted of the provider's key).
+
+    ``dialect`` is the provider's (``openai`` or ``anthropic``); ``body`` its
+    whole error body; ``type``, ``code`` and ``param`` the fields SDKs read
+    (Anthropic's errors have only a ``type``).
+    """
+
+    dialect: str
+    body: dict[str, Any]
+    message: str
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
 
 
 class GatewayError(Exception):
@@ -213,13 +231,21 @@ class PolicyFailed(GatewayError):
 
 
 class UpstreamRejected(GatewayError):
-    """The provider refused the request itself (400, 413, 422): another target would too."""
+    """The provider refused the request itself (400, 413, 422): another target would too.
+
+    ``detail`` is the provider's own error: its message, type, code and param
+    reach the client (in the provider's body as sent when the client speaks
+    the provider's dialect).
+    """
 
     type = "invalid_request_error"
 
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, status: int, detail: UpstreamDetail | None = None) -> None:
+        super().__init__(message, param=detail.param if detail is not None else None)
         self.status = status
+        self.detail = detail
+        if detail is not None and detail.type:
+            self.type = detail.type
 
 
 class UpstreamError(GatewayError):

@@ -52,9 +52,10 @@ class GatewayConfig(StrictModel):
     max_prompt_tokens: int | None = Field(default=None, ge=1)
     """Largest prompt accepted, in approximate tokens; a larger one is 400
     `prompt_too_large`. `null`: no cap."""
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     """Largest request body read; a larger one is 413 `request_too_large` (checked on
-    `Content-Length` before reading, and while reading)."""
+    `Content-Length` before reading, and while reading). The default fits several images:
+    OpenAI takes images of up to 20 MB, and base64 adds a third."""
     request_read_timeout_s: float = Field(default=30.0, gt=0)
     """HTTP layer: a request's head and body must arrive within this, from the
     connection opening (or the request's first byte on a kept-alive connection);

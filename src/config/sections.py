@@ -245,7 +245,13 @@ class PriceConfig(StrictModel):
     input_usd_per_mtok: float = Field(ge=0)
     """USD per million prompt (input) tokens."""
     output_usd_per_mtok: float = Field(ge=0)
-    """USD per million completion (output) tokens."""
+    """USD per million completion (output) tokens, reasoning tokens included."""
+    cached_input_usd_per_mtok: float | None = Field(default=None, ge=0)
+    """USD per million input tokens read from the provider's prompt cache (OpenAI's
+    `cached_tokens`, Anthropic's `cache_read_input_tokens`); unset: the input rate."""
+    cache_write_usd_per_mtok: float | None = Field(default=None, ge=0)
+    """USD per million input tokens written to the provider's prompt cache (Anthropic's
+    `cache_creation_input_tokens`); unset: the input rate."""
 
 
 class MetricsConfig(StrictModel):

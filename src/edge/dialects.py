@@ -10,8 +10,14 @@ HTTP layer's own 400/408/431) goes through the dialect of the route it answers:
 - ``OPENAI`` (the OpenAI-shaped routes and every other path): OpenAI's
   ``ErrorResponse``, ``{"error": {"type", "message", "param", "code"}}``, plus
   ``rule`` when a rule refused (its ``Error`` schema allows further properties).
+  ``code`` is the error's identifier, as OpenAI's own errors have it.
 - ``ANTHROPIC`` (``/v1/messages``): ``{"type": "error", "error": {"type",
   "message"}}`` with Anthropic's error type names.
+
+A provider's own refusal (``UpstreamRejected`` with its ``UpstreamDetail``)
+reaches a client of the provider's dialect as the provider sent it (its key
+withheld), and a client of the other dialect with its fields mapped: the
+message, type, code and param an SDK reads are kept.
 
 The route table (``routes``) says which dialect each path speaks.
 """
@@ -23,7 +29,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from ..errors import GatewayError
+from ..errors import GatewayError, UpstreamDetail, UpstreamRejected
 
 JSON = "application/json"
 
@@ -47,12 +53,19 @@ class Dialect:
         self.name = name
 
     def error_body(self, error: GatewayError) -> dict[str, Any]:
+        detail = upstream_detail(error)
+        if detail is not None and detail.dialect == self.name:
+            # As the provider sent it; the fields SDKs read added where it left them out.
+            fields = {"type": error.type, "message": error.message, "param": None, "code": None}
+            return {**detail.body, "error": {**fields, **detail.body["error"]}}
         body: dict[str, Any] = {
             "type": error.type,
             "message": error.message,
             "param": error.param,
-            "code": None,
+            "code": error.type,
         }
+        if detail is not None:
+            body["code"] = detail.code or detail.type or error.type
         if error.rule is not None:
             body["rule"] = error.rule.as_dict()
         return {"error": body}
@@ -75,6 +88,10 @@ class SeedDialect(Dialect):
 
 class AnthropicDialect(Dialect):
     def error_body(self, error: GatewayError) -> dict[str, Any]:
+        upstream = upstream_detail(error)
+        if upstream is not None and upstream.dialect == self.name:
+            fields = {"type": error.type, "message": error.message}
+            return {"type": "error", **upstream.body, "error": {**fields, **upstream.body["error"]}}
         fallback = "invalid_request_error" if error.status < 500 else "api_error"
         detail: dict[str, Any] = {
             "type": _ANTHROPIC_TYPES.get(error.status, fallback),
@@ -83,6 +100,10 @@ class AnthropicDialect(Dialect):
         if error.rule is not None:
             detail["rule"] = error.rule.as_dict()
         return {"type": "error", "error": detail}
+
+
+def upstream_detail(error: GatewayError) -> UpstreamDetail | None:
+    return error.detail if isinstance(error, UpstreamRejected) else None
 
 
 SEED = SeedDialect("seed")

@@ -1,25 +1,26 @@
 """The OpenAI-shaped and seed endpoints: each turns one route's body into the pipeline's calls.
 
-``/v1/messages`` (Anthropic's dialect) lives in ``messages_api``; the operator
-routes in ``dashboard``, ``reload`` and ``explain``.
+``/v1/messages`` (Anthropic's dialect) lives in ``messages_api``, ``/v1/responses``
+in ``responses_api``; the operator routes in ``dashboard``, ``reload`` and ``explain``.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import GatewayError, InvalidRequest
+from ..errors import InvalidRequest
 from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline import tokens
-from ..pipeline.accounting import COST_HEADER, format_usd
-from ..pipeline.gateway import Gateway
-from ..pipeline.streaming import OpenAIEncoder, open_stream
-from .dialects import OPENAI
-from .exchange import Answer, Call
+from ..pipeline.cost import COST_HEADER, format_usd
+from ..pipeline.gateway import Gateway, Inbound, Ticket
+from ..pipeline.streaming import OpenedStream
+from ..providers.operations import CHAT, EMBEDDINGS
+from ..translate import Context
+from .encoders import ChatEncoder
+from .exchange import Answer, Call, serve
 from .handling import authenticate, ceiling_of, client_for, guarded, impostor, use_case_of
 from .schemas import (
     MAX_CLIENT_ID,
@@ -29,30 +30,27 @@ from .schemas import (
     SeedChatRequest,
     validate_body,
 )
-from .wire import json_response, read_json
-
-_STARTED = int(time.time())
+from .wire import json_response, read_body, read_json
 
 
 async def chat_completions(call: Call, request: Request) -> Answer:
     """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    body = await read_json(request, gateway.config.max_body_bytes)
+    raw, body = await read_body(request, gateway.config.max_body_bytes)
     chat = validate_body(ChatCompletionRequest, body)
-    ticket = await gateway.admit(
-        record, call.client, chat.model, tokens.prompt_tokens(body["messages"]),
-        chat.completion_budget(), body, use_case=use_case_of(request),
-        ceiling_usd=ceiling_of(request),
-    )  # fmt: skip
-    headers = {**ticket.headers, "x-request-id": record.request_id}
-    if chat.stream:
-        opened = await guarded(ticket, open_stream(gateway, record, ticket, body))
+    include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+
+    def encoder(ticket: Ticket, opened: OpenedStream, context: Context) -> ChatEncoder:
         price = gateway.prices.price(record.provider or "", record.upstream_model or "")
-        encoder = OpenAIEncoder(chat, ticket.model, record.request_id, price)
-        return call.stream(ticket, encoder, opened, body, headers)
-    answer = await guarded(ticket, gateway.complete(record, ticket, body))
-    return json_response(answer, headers=_with_cost(headers, record))
+        translator = opened.translator.stream(context) if opened.translator else None
+        return ChatEncoder(include_usage, ticket.model, record.request_id, price, translator)
+
+    return await serve(
+        call, request, Inbound(CHAT, body, raw),
+        prompt=tokens.prompt_tokens(body["messages"]), budget=chat.completion_budget(),
+        stream=encoder if chat.stream else None,
+    )  # fmt: skip
 
 
 async def seed_chat(call: Call, request: Request) -> Answer:
@@ -81,7 +79,9 @@ async def seed_chat(call: Call, request: Request) -> Answer:
         chat.completion_budget(), upstream_body, use_case=use_case_of(request),
         ceiling_usd=ceiling_of(request),
     )  # fmt: skip
-    answer = await guarded(ticket, gateway.complete(record, ticket, upstream_body))
+    inbound = Inbound(CHAT, upstream_body)
+    answered = await guarded(ticket, gateway.complete(record, ticket, inbound))
+    answer = answered.data
     reply = {
         "id": record.request_id,
         "model": ticket.model,
@@ -97,36 +97,12 @@ async def embeddings(call: Call, request: Request) -> Answer:
     """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    body = await read_json(request, gateway.config.max_body_bytes)
+    raw, body = await read_body(request, gateway.config.max_body_bytes)
     embed = validate_body(EmbeddingsRequest, body)
-    ticket = await gateway.admit(
-        record, call.client, embed.model, embed.input_tokens(), 0, body,
-        use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=False,
+    return await serve(
+        call, request, Inbound(EMBEDDINGS, body, raw),
+        prompt=embed.input_tokens(), budget=0, stream=None, completes=False,
     )  # fmt: skip
-    answer = await guarded(ticket, gateway.embed(record, ticket, body))
-    headers = {**ticket.headers, "x-request-id": record.request_id}
-    return json_response(answer, headers=_with_cost(headers, record))
-
-
-async def list_models(request: Request) -> Response:
-    """The aliases the caller may use (all of them in open mode)."""
-    gateway: Gateway = request.app.state.gateway
-    identity = gateway.identity
-    try:
-        client = (
-            identity.default
-            if identity.open
-            else identity.authenticate(
-                request.headers.get("authorization"), request.headers.get("x-api-key")
-            )
-        )
-    except GatewayError as exc:
-        return OPENAI.error_response(exc)
-    data = [
-        {"id": alias, "object": "model", "created": _STARTED, "owned_by": "gateway"}
-        for alias in client.models
-    ]
-    return json_response({"object": "list", "data": data})
 
 
 async def healthz(request: Request) -> Response:

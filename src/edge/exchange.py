@@ -7,6 +7,8 @@ client once known), answers a refusal in the route's dialect with the
 client's limit headers, records a client that left (499) or a gateway fault
 (500), and writes the telemetry line once, unless the handler handed the
 record to a stream (``Call.stream``), which writes it when the stream ends.
+``serve`` is what a handler does once it has its ``Inbound`` request: admit,
+then answer whole or streamed.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from starlette.responses import Response
 from ..errors import GatewayError
 from ..governance.identity import Client
 from ..observability.telemetry import CallRecord, Telemetry
-from ..pipeline.gateway import Gateway, Ticket
-from ..pipeline.streaming import Encoder, OpenedStream, Relay, SSEResponse
+from ..pipeline.cost import COST_HEADER, format_usd
+from ..pipeline.gateway import Gateway, Inbound, Ticket
+from ..pipeline.streaming import Encoder, OpenedStream, Relay, SSEResponse, open_stream
+from ..translate import Context
 from .dialects import Dialect
-from .handling import refusal_headers
-from .wire import new_request_id
+from .handling import ceiling_of, guarded, refusal_headers, use_case_of
+from .wire import JSON, new_request_id
 
 Answer = Response | SSEResponse
 Handler = Callable[["Call", Request], Awaitable[Answer]]
@@ -57,6 +61,8 @@ class Call:
 
 
 Route = Callable[[Request], Awaitable[Answer]]
+# Makes a stream's encoder once its upstream is open (it depends on the translator used).
+EncoderFor = Callable[[Ticket, OpenedStream, Context], Encoder]
 
 
 def endpoint(path: str, dialect: Dialect) -> Callable[[Handler], Route]:
@@ -86,3 +92,38 @@ def endpoint(path: str, dialect: Dialect) -> Callable[[Handler], Route]:
         return run
 
     return wrap
+
+
+async def serve(
+    call: Call,
+    request: Request,
+    inbound: Inbound,
+    *,
+    prompt: int,
+    budget: int | None,
+    stream: EncoderFor | None,
+    completes: bool = True,
+    budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+) -> Answer:
+    """Admit the request, then answer it whole or (``stream``: how to encode it) streamed.
+
+    ``prompt`` is the approximate prompt, ``budget`` the completion the client allows.
+    """
+    gateway, record = call.gateway, call.record
+    assert call.client is not None
+    ticket = await gateway.admit(
+        record, call.client, inbound.model, prompt, budget, inbound.body,
+        use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=completes,
+        budget_fields=budget_fields,
+    )  # fmt: skip
+    if ticket.body_changed:
+        inbound.raw = None
+    headers = {**ticket.headers, "x-request-id": record.request_id}
+    if stream is not None:
+        opened = await guarded(ticket, open_stream(gateway, record, ticket, inbound))
+        context = Context(ticket.model, record.request_id, ticket.prompt_estimate, inbound.body)
+        return call.stream(ticket, stream(ticket, opened, context), opened, inbound.body, headers)
+    answered = await guarded(ticket, gateway.complete(record, ticket, inbound))
+    if record.cost_usd is not None:
+        headers[COST_HEADER] = format_usd(record.cost_usd)
+    return Response(answered.content(), 200, headers, JSON)

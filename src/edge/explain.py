@@ -29,10 +29,9 @@ from ..governance.policies import Rule
 from ..governance.redaction import prompt_texts
 from ..observability.telemetry import CallRecord
 from ..pipeline import tokens
-from ..pipeline.accounting import refusal, reset_in
+from ..pipeline.cost import Quote, quote
 from ..pipeline.gateway import Gateway
-from ..pipeline.quote import Quote, quote
-from ..pipeline.refusals import ceiling_refusal, rate_refusal
+from ..pipeline.refusals import budget_refusal, ceiling_refusal, rate_refusal, reset_in
 from ..routing.breaker import now
 from ..state.limiter import WINDOW_S, Decision
 from ..state.spend import BudgetDecision, Spend
@@ -248,7 +247,7 @@ class Explanation:
             report.append(entry)
             if spent >= limit:
                 verdict = BudgetDecision(False, spend, name)
-                self._refuse(refusal(client.id, budget, verdict), client.budget_shadow)
+                self._refuse(budget_refusal(client.id, budget, verdict), client.budget_shadow)
         return report
 
     async def _limits(self, reserve: int) -> list[dict[str, Any]]:

@@ -1,9 +1,17 @@
-"""``POST /v1/messages``: Anthropic's Messages API in front of any provider.
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: Anthropic's Messages API.
 
-The body is translated into the gateway's OpenAI shape and travels the same
-pipeline as a chat completion (client identity, rules, limits, fallbacks,
-telemetry); the answer is translated back, streamed in Anthropic's event
-framing when asked for. Errors use Anthropic's envelope.
+A Messages request travels the same pipeline as a chat completion (client
+identity, rules, limits, fallbacks, telemetry) in its own shape: to an
+``anthropic`` provider it passes through as it came (thinking, documents,
+server tools, ``cache_control``, beta headers and all), and the answer and
+its events come back as the provider sent them, the model replaced by the
+alias. To another provider it is translated (``translate.anthropic_openai``).
+Errors use Anthropic's envelope.
+
+``count_tokens`` asks the alias's first ``anthropic`` target for its count;
+an alias without one is answered with the gateway's estimate (the words of
+the prompt's text, as everywhere the gateway estimates). It counts against
+no limit and costs nothing.
 """
 
 from __future__ import annotations
@@ -11,54 +19,71 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from ..pipeline import tokens
-from ..pipeline.streaming import open_stream
-from ..providers import Usage
-from ..providers.base import Chunk
-from ..translate.anthropic_request import from_anthropic
-from ..translate.anthropic_response import to_anthropic_message
-from ..translate.anthropic_stream import EventsFromChunks
-from .exchange import Answer, Call
-from .handling import ceiling_of, client_for, guarded, use_case_of
-from .schemas import MessagesRequest, validate_body
-from .wire import json_response, read_json
-
-# Why a stream ended early, as Anthropic's error type.
-_ANTHROPIC_KINDS = {"upstream_error": "api_error", "service_unavailable": "overloaded_error"}
-
-
-class AnthropicEncoder:
-    """Anthropic's framing for a ``Relay``: named events, ``message_stop`` at the end."""
-
-    def __init__(self, events: EventsFromChunks) -> None:
-        self._events = events
-
-    def chunk(self, chunk: Chunk) -> bytes:
-        return self._events.chunk(chunk)
-
-    def end(self, usage: Usage, reported: bool) -> bytes:
-        return self._events.end(usage.prompt_tokens, usage.completion_tokens)
-
-    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
-        return self._events.error(_ANTHROPIC_KINDS.get(kind, "api_error"), message)
+from ..pipeline.gateway import Inbound, Ticket
+from ..pipeline.streaming import OpenedStream
+from ..pipeline.upstream import call as upstream_call
+from ..providers import AttemptFailed
+from ..providers.anthropic import FORWARDED
+from ..providers.operations import COUNT_TOKENS, MESSAGES
+from ..translate import Context
+from .encoders import EventEncoder
+from .exchange import Answer, Call, serve
+from .handling import client_for
+from .schemas import CountTokensRequest, MessagesRequest, validate_body
+from .wire import header, json_response, read_body
 
 
 async def messages(call: Call, request: Request) -> Answer:
-    """Anthropic's Messages API: translated in, through the pipeline, translated back."""
+    """Anthropic's Messages API: passed through to Anthropic, translated to others."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    body = await read_json(request, gateway.config.max_body_bytes)
+    raw, body = await read_body(request, gateway.config.max_body_bytes)
     inbound = validate_body(MessagesRequest, body)
-    chat = from_anthropic(body)
-    prompt = tokens.prompt_tokens(chat["messages"])
-    ticket = await gateway.admit(
-        record, call.client, inbound.model, prompt, inbound.max_tokens, chat,
-        use_case=use_case_of(request), ceiling_usd=ceiling_of(request),
+
+    def encoder(ticket: Ticket, opened: OpenedStream, context: Context) -> EventEncoder:
+        translator = opened.translator.stream(context) if opened.translator else None
+        return EventEncoder(MESSAGES, ticket.model, translator)
+
+    return await serve(
+        call, request, Inbound(MESSAGES, body, raw, forwarded(request)),
+        prompt=tokens.messages_prompt_tokens(body), budget=inbound.max_tokens,
+        stream=encoder if inbound.stream else None, budget_fields=("max_tokens",),
     )  # fmt: skip
-    headers = {**ticket.headers, "x-request-id": record.request_id}
-    message_id = "msg_" + record.request_id.removeprefix("gw-")
-    if inbound.stream:
-        opened = await guarded(ticket, open_stream(gateway, record, ticket, chat))
-        encoder = AnthropicEncoder(EventsFromChunks(message_id, ticket.model, prompt))
-        return call.stream(ticket, encoder, opened, chat, headers)
-    answer = await guarded(ticket, gateway.complete(record, ticket, chat))
-    return json_response(to_anthropic_message(answer, message_id, ticket.model), headers=headers)
+
+
+async def count_tokens(call: Call, request: Request) -> Answer:
+    """``{"input_tokens": n}``: the alias's Anthropic provider's count, else the estimate."""
+    gateway, record = call.gateway, call.record
+    call.client = client_for(gateway, request, record)
+    raw, body = await read_body(request, gateway.config.max_body_bytes)
+    counted = validate_body(CountTokensRequest, body)
+    route, rule = gateway.router.resolve(counted.model, record.client_id, None, 0)
+    record.alias, record.requested_model, record.route = route.name, counted.model, rule
+    call.client.check_model(route.name)
+    headers = {"x-request-id": record.request_id}
+    estimate = tokens.messages_prompt_tokens(body)
+    for target in (*route.group, *route.fallbacks):
+        provider = gateway.providers[target.provider]
+        if "count_tokens" not in provider.speaks:
+            continue
+        record.provider, record.upstream_model = target.provider, target.model
+        inbound = Inbound(COUNT_TOKENS, body, raw, forwarded(request))
+        try:
+            called = await upstream_call(inbound, provider, target.model)
+        except AttemptFailed as exc:  # the provider is down: the estimate still answers
+            record.error_type = exc.kind
+            break
+        record.prompt_tokens = called.reply.data.get("input_tokens")
+        return json_response(called.reply.data, headers=headers)
+    record.prompt_tokens = estimate
+    return json_response({"input_tokens": estimate}, headers=headers)
+
+
+def forwarded(request: Request) -> dict[str, str]:
+    """The client's headers Anthropic's API defines, for an Anthropic provider to forward."""
+    found = {}
+    for name in FORWARDED:
+        value = header(request, name)
+        if value is not None:
+            found[name] = value
+    return found

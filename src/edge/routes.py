@@ -19,12 +19,21 @@ from starlette.requests import Request
 
 from .dashboard import dashboard_data, dashboard_page, metrics_endpoint
 from .dialects import ANTHROPIC, OPENAI, SEED, Dialect
-from .endpoints import chat_completions, embeddings, healthz, list_models, seed_chat
+from .endpoints import chat_completions, embeddings, healthz, seed_chat
 from .exchange import Handler, Route, endpoint
 from .explain import explain
-from .messages_api import messages
+from .messages_api import count_tokens, messages
+from .models_api import list_models, retrieve_model
 from .reload import admin_reload
-from .schemas import ChatCompletionRequest, EmbeddingsRequest, MessagesRequest, SeedChatRequest
+from .responses_api import responses, stored_response
+from .schemas import (
+    ChatCompletionRequest,
+    CountTokensRequest,
+    EmbeddingsRequest,
+    MessagesRequest,
+    ResponsesRequest,
+    SeedChatRequest,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +64,17 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("/v1/chat", SEED, seed_chat, SeedChatRequest),
     ApiRoute("/v1/embeddings", OPENAI, embeddings, EmbeddingsRequest),
     ApiRoute("/v1/messages", ANTHROPIC, messages, MessagesRequest),
+    ApiRoute("/v1/messages/count_tokens", ANTHROPIC, count_tokens, CountTokensRequest),
+    ApiRoute("/v1/responses", OPENAI, responses, ResponsesRequest),
 )
 
 OTHER_ROUTES: tuple[OtherRoute, ...] = (
     OtherRoute("/v1/explain", "POST", explain),
     OtherRoute("/v1/models", "GET", list_models),
+    OtherRoute("/v1/models/{model_id:path}", "GET", retrieve_model),
+    OtherRoute("/v1/responses/{rest:path}", "GET", stored_response),
+    OtherRoute("/v1/responses/{rest:path}", "DELETE", stored_response),
+    OtherRoute("/v1/responses/{rest:path}", "POST", stored_response),
     OtherRoute("/healthz", "GET", healthz),
     OtherRoute("/metrics", "GET", metrics_endpoint, needs_metrics=True),
     OtherRoute("/dashboard", "GET", dashboard_page, needs_metrics=True),

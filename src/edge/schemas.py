@@ -102,6 +102,28 @@ class MessagesRequest(BaseModel):
     stream: bool = False
 
 
+class CountTokensRequest(BaseModel):
+    """``POST /v1/messages/count_tokens``: Anthropic's request, the fields the gateway checks."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+
+
+class ResponsesRequest(BaseModel):
+    """``POST /v1/responses``: OpenAI's Responses API request, the fields the gateway reads."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]] | None = None
+    instructions: str | None = None
+    stream: bool = False
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+
+
 Body = TypeVar("Body", bound=BaseModel)
 
 

@@ -64,21 +64,27 @@ class Client:
                 param="model",
             )
 
-    def cap_completion(self, body: dict[str, Any], asked: int | None) -> int | None:
+    def cap_completion(
+        self,
+        body: dict[str, Any],
+        asked: int | None,
+        fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+    ) -> int | None:
         """Hold a request to the client's ``max_tokens``: refuse more (400), and ask for the cap
-        when the request is silent. Returns the completion budget the request now has.
+        (in the last of ``fields``, the body's names for it) when the request is silent.
+        Returns the completion budget the request now has.
         """
         cap = self.max_tokens
         if cap is None:
             return asked
-        for name in ("max_completion_tokens", "max_tokens"):
+        for name in fields:
             value = body.get(name)
             if type(value) is int and value > cap:
                 raise InvalidRequest(
                     f"{name} is {value}; this client may ask for at most {cap}.", param=name
                 )
         if asked is None:
-            body["max_tokens"] = cap
+            body[fields[-1]] = cap
             return cap
         return asked
 

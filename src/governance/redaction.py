@@ -46,14 +46,23 @@ def compile_patterns(presets: Iterable[str], patterns: Iterable[str]) -> re.Patt
 
 
 def map_prompt_text(body: dict[str, Any], change: Callable[[str], str]) -> None:
-    """Apply ``change``, in place, to the prompt's text: every message's string content and
-    text parts, and an embeddings request's ``input`` strings."""
+    """Apply ``change``, in place, to the prompt's text, in every dialect's request: every
+    message's string content and text parts (chat, Anthropic's Messages), Anthropic's
+    ``system``, the Responses API's ``instructions`` and ``input`` (a string, or items with
+    content), an embeddings request's ``input`` strings."""
     _map_messages(body.get("messages"), change)
+    for field in ("system", "instructions"):
+        value = body.get(field)
+        if isinstance(value, str):
+            body[field] = change(value)
+        elif isinstance(value, list):
+            _map_parts(value, change)
     value = body.get("input")
     if isinstance(value, str):
         body["input"] = change(value)
     elif isinstance(value, list):
         body["input"] = [change(item) if isinstance(item, str) else item for item in value]
+        _map_messages(value, change)
 
 
 def _map_messages(messages: object, change: Callable[[str], str]) -> None:
@@ -66,9 +75,16 @@ def _map_messages(messages: object, change: Callable[[str], str]) -> None:
         if isinstance(content, str):
             message["content"] = change(content)
         elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    part["text"] = change(part["text"])
+            _map_parts(content, change)
+        output = message.get("output")  # a Responses API function call's output
+        if isinstance(output, str):
+            message["output"] = change(output)
+
+
+def _map_parts(parts: list[Any], change: Callable[[str], str]) -> None:
+    for part in parts:
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            part["text"] = change(part["text"])
 
 
 def prompt_texts(body: dict[str, Any]) -> list[str]:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import structlog
 
 from .logfile import LineWriter
+
+if TYPE_CHECKING:
+    from ..providers.base import Usage
 
 __all__ = ["Attempt", "CallRecord", "CircuitListener", "LineWriter", "Sink", "Telemetry"]
 
@@ -39,11 +42,37 @@ class CallRecord:
     """Everything the telemetry line says about one request, filled in as it runs."""
 
     __slots__ = (
-        "alias", "attempts", "breaker", "client_id", "completion_tokens", "cost_usd", "endpoint",
-        "error_type", "outcome", "payload", "policies", "prompt_tokens", "provider",
-        "request_id", "requested_model", "retries", "route", "shadow", "skipped_targets", "started",
-        "status", "stream", "stub", "targets_tried", "ttft_ms", "upstream_latency_ms",
-        "upstream_model", "use_case",
+        "alias",
+        "attempts",
+        "breaker",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "client_id",
+        "completion_tokens",
+        "cost_usd",
+        "endpoint",
+        "error_type",
+        "outcome",
+        "payload",
+        "policies",
+        "prompt_tokens",
+        "provider",
+        "reasoning_tokens",
+        "request_id",
+        "requested_model",
+        "retries",
+        "route",
+        "shadow",
+        "skipped_targets",
+        "started",
+        "status",
+        "stream",
+        "stub",
+        "targets_tried",
+        "ttft_ms",
+        "upstream_latency_ms",
+        "upstream_model",
+        "use_case",
     )  # fmt: skip
 
     def __init__(self, request_id: str, endpoint: str, client_id: str) -> None:
@@ -61,6 +90,11 @@ class CallRecord:
         self.upstream_latency_ms: float | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        # Parts of the prompt read from / written to the provider's cache, and of the
+        # completion spent reasoning: in the line only when there were some.
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.reasoning_tokens = 0
         self.stub = False
         self.targets_tried = 0
         self.retries = 0
@@ -111,11 +145,24 @@ class CallRecord:
             "use_case": self.use_case,
             "policies": self.policies,
         }
+        if self.cache_read_tokens:
+            fields["cache_read_tokens"] = self.cache_read_tokens
+        if self.cache_write_tokens:
+            fields["cache_write_tokens"] = self.cache_write_tokens
+        if self.reasoning_tokens:
+            fields["reasoning_tokens"] = self.reasoning_tokens
         if self.payload is not None:
             fields["payload"] = self.payload
         if self.shadow is not None:
             fields["shadow"] = self.shadow
         return fields
+
+    def usage(self, usage: Usage) -> None:
+        """The answer's token counts (``providers.Usage``)."""
+        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.cache_read_tokens = usage.cache_read_tokens
+        self.cache_write_tokens = usage.cache_write_tokens
+        self.reasoning_tokens = usage.reasoning_tokens
 
     def note_shadow(self, note: dict[str, Any]) -> None:
         if self.shadow is None:

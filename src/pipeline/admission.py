@@ -22,15 +22,18 @@ from ..errors import GatewayError, PromptTooLarge
 from ..governance.identity import Client
 from ..governance.policies import Call, Policies, Rule
 from ..observability.telemetry import CallRecord
-from ..providers import Usage
 from ..routing import Route, Router, Target
 from ..state.joint import Claim
 from ..state.limiter import Decision, Limiter, Quota
 from ..state.spend import BudgetDecision, SpendStore
-from . import accounting
-from .pricing import PriceTable
-from .quote import quote
-from .refusals import ceiling_refusal, note_shadow, rate_refusal, with_rule_fields
+from .cost import PriceTable, quote
+from .refusals import (
+    budget_refusal,
+    ceiling_refusal,
+    note_shadow,
+    rate_refusal,
+    with_rule_fields,
+)
 from .waiting import Waiting
 
 _MAX_USE_CASE = 100
@@ -51,6 +54,8 @@ class Ticket:
     rules: tuple[Rule, ...] = ()
     # Under a cost ceiling: the targets that fit under it (None: every target may answer).
     within: tuple[Target, ...] | None = None
+    # The body was changed (a policy, the client's token cap): its bytes cannot go as they came.
+    body_changed: bool = False
 
     @property
     def alias(self) -> str:
@@ -91,6 +96,7 @@ class Admission:
         use_case: str | None = None,
         completes: bool = True,
         ceiling_usd: float | None = None,
+        budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
     ) -> Ticket:
         """Check and count a request; raise a ``GatewayError`` that carries limit headers.
 
@@ -100,6 +106,7 @@ class Admission:
         for requests that produce a completion (``completes``), the client's
         token cap may change it. ``ceiling_usd`` is the client's cost ceiling
         (``X-Max-Cost-USD``): only targets whose quote fits under it may answer.
+        ``budget_fields`` are the body's names for the completion budget.
         """
         record.alias = record.requested_model = model
         if use_case is not None:
@@ -108,7 +115,9 @@ class Admission:
             ticket = self._route(record, client, model, prompt, use_case)
             if self.policies.rules:
                 await self._apply_policies(record, client, ticket, body, use_case)
-            self._estimate(ticket, client, body, completion_budget, completes, ceiling_usd)
+            self._estimate(
+                ticket, client, body, completion_budget, completes, ceiling_usd, budget_fields
+            )
         except GatewayError as exc:
             exc.headers.update(await self.quota_headers(record.client_id, client))
             raise with_rule_fields(exc, client) from None
@@ -137,6 +146,7 @@ class Admission:
         completion_budget: int | None,
         completes: bool,
         ceiling_usd: float | None,
+        budget_fields: tuple[str, ...],
     ) -> None:
         """The prompt cap, the completion estimate (under the client's token cap), the ceiling."""
         prompt = ticket.prompt_estimate
@@ -146,7 +156,9 @@ class Admission:
                 f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
             )
         if completes:
-            completion_budget = client.cap_completion(body, completion_budget)
+            capped = client.cap_completion(body, completion_budget, budget_fields)
+            ticket.body_changed |= capped != completion_budget
+            completion_budget = capped
         ticket.completion_estimate = (
             completion_budget if completion_budget is not None else client.reserve_completion_tokens
         )
@@ -177,6 +189,9 @@ class Admission:
         record.policies = tuple(rule.name for rule in rules)
         if rules:
             ticket.call, ticket.rules = call, rules
+            ticket.body_changed |= any(
+                not rule.shadow and rule.action in {"redact", "hook"} for rule in rules
+            )
             for note in await self.policies.before(call, rules, body):
                 record.note_shadow(note)
 
@@ -219,8 +234,12 @@ class Admission:
     def _estimate_usd(self, ticket: Ticket) -> float:
         """The request's estimated cost, at the first (fitting) target's price."""
         first = ticket.within[0] if ticket.within else ticket.route.group[0]
-        usage = Usage(ticket.prompt_estimate, ticket.completion_estimate)
-        return accounting.cost_usd(self.prices, first.provider, first.model, usage) or 0.0
+        return (
+            self.prices.ceiling_usd(
+                first.provider, first.model, ticket.prompt_estimate, ticket.completion_estimate
+            )
+            or 0.0
+        )
 
     async def _hold_budget(self, record: CallRecord, client: Client, ticket: Ticket) -> None:
         """Hold the request's estimated cost; refuse over budget (under a shadow budget,
@@ -238,7 +257,7 @@ class Admission:
     ) -> None:
         """Refuse a request over the client's budget; a shadow budget only notes it."""
         assert client.id is not None and client.budget is not None
-        over = accounting.refusal(client.id, client.budget, verdict)
+        over = budget_refusal(client.id, client.budget, verdict)
         if client.budget_shadow:
             note_shadow(record, over)
             return

@@ -19,6 +19,7 @@ from typing import TypeVar
 from ..config import GatewayConfig, RetryConfig
 from ..errors import (
     GatewayError,
+    UnsupportedField,
     UpstreamError,
     UpstreamPoolExhausted,
     UpstreamRateLimited,
@@ -140,6 +141,11 @@ class Attempts:
                 if retry_wait is None:
                     raise
                 wait = retry_wait
+            except UnsupportedField:
+                # Refused before any call (a field the target's dialect lacks): like a
+                # provider refusing the request, it stops the route; the target is not at fault.
+                error = "unsupported"
+                raise
             except UpstreamRejected as exc:
                 # A refusal of the request itself says the target is up.
                 error = exc.type

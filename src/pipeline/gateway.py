@@ -2,13 +2,15 @@
 
 Once it has parsed a body and identified the client, the HTTP layer calls
 ``admit`` (``admission.py``: route, allow-list, policies, prompt and token
-caps, cost ceiling, budget hold, limiter), then ``complete`` or ``embed``
+caps, cost ceiling, budget hold, limiter), then ``complete``
 here, or ``attempt`` for a stream (``attempts.py``: the targets in order, with
-breakers, retries, backoff and the deadline), and ``settle`` and ``after``
+breakers, retries, backoff and the deadline; ``upstream.py``: each attempt
+passed through or translated), and ``settle`` and ``after``
 (``settlement.py``: tokens reconciled, cost charged, the policies' response
-phase). ``complete`` and ``embed`` give the answer its OpenAI shape and its
-usage. The steps fill in the ``CallRecord``; the caller emits it (for
-streams, the stream does when it ends).
+phase). ``complete`` reads the answer's usage through its operation and
+gives the answer the model the client asked for. The steps fill in the
+``CallRecord``; the caller emits it (for streams, the stream does when it
+ends).
 
 One ``Gateway`` serves one config. A reload builds a new one over the same
 limiter and spend store (so counters carry over); the old one finishes the
@@ -18,9 +20,11 @@ requests it holds (``enter``/``leave``) and then closes its providers.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
 
 from ..config import GatewayConfig
 from ..errors import GatewayError
@@ -29,18 +33,35 @@ from ..governance.policies import Policies
 from ..observability.metrics import InFlight
 from ..observability.telemetry import CallRecord, CircuitListener
 from ..providers import Provider, Providers, Usage
+from ..providers.operations import with_model
 from ..routing import Router
 from ..state.limiter import Limiter
 from ..state.spend import SpendStore
-from . import tokens
+from ..translate import Context
+from . import tokens, upstream
 from .admission import Admission, Ticket
 from .attempts import Attempts
-from .pricing import PriceTable
-from .settlement import Settlement, usage_of
+from .cost import PriceTable
+from .settlement import Settlement
+from .upstream import Inbound
 from .waiting import CapacityQueue, Waiting
 
 # ``Ticket`` is part of the facade's contract: handlers hold one between ``admit`` and the rest.
-__all__ = ["Gateway", "Ticket"]
+T = TypeVar("T")
+
+__all__ = ["Answered", "Gateway", "Inbound", "Ticket"]
+
+
+@dataclass(slots=True)
+class Answered:
+    """A whole answer for the client: the object, and its bytes when they need no
+    re-serialising (``raw``: the provider's own, model replaced)."""
+
+    data: dict[str, Any]
+    raw: bytes | None = None
+
+    def content(self) -> bytes:
+        return self.raw if self.raw is not None else orjson.dumps(self.data)
 
 
 class Gateway:
@@ -88,50 +109,44 @@ class Gateway:
         self.settle = settlement.settle
         self.after = settlement.after
 
-    async def complete(
-        self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        """A non-streamed answer in OpenAI's shape, ``model`` set to the model asked for."""
-        answer = await self._answer(
-            record, ticket, lambda provider, model: provider.complete(model, body)
-        )
-        usage = usage_of(answer.get("usage")) or Usage(
-            ticket.prompt_estimate, tokens.completion_tokens(_answer_text(answer))
-        )
-        answer["usage"] = usage.as_dict() | _extra_usage(answer.get("usage"))
-        answer["model"] = ticket.model
-        answer.setdefault("object", "chat.completion")
-        answer.setdefault("created", int(time.time()))
-        answer.setdefault("id", "chatcmpl-" + record.request_id)
-        await self.settle(record, ticket, usage)
-        if ticket.rules:
-            await self.after(record, ticket, body, answer)
-        return answer
+    async def complete(self, record: CallRecord, ticket: Ticket, inbound: Inbound) -> Answered:
+        """A non-streamed answer in the inbound operation's shape, naming the model asked for.
 
-    async def embed(
-        self, record: CallRecord, ticket: Ticket, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        """An embeddings answer in OpenAI's shape, ``model`` set to the model asked for."""
-        answer = await self._answer(
-            record, ticket, lambda provider, model: provider.embed(model, body)
+        Passed through, its bytes are the provider's with the model replaced,
+        unless the gateway had to add to it (usage the upstream did not
+        report) or a policy hook may change it.
+        """
+        called = await self._answer(
+            record, ticket, lambda provider, model: upstream.call(inbound, provider, model)
         )
-        reported = answer.get("usage")
-        prompt = reported.get("prompt_tokens") if isinstance(reported, dict) else None
-        usage = Usage(prompt if type(prompt) is int else ticket.prompt_estimate, 0)
-        answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
-        answer["model"] = ticket.model
-        answer.setdefault("object", "list")
+        op, data = called.op, called.reply.data
+        usage = op.usage(data) or Usage(
+            ticket.prompt_estimate, tokens.completion_tokens(op.output_text(data))
+        )
+        raw = called.reply.raw
+        if called.translator is not None:
+            context = Context(ticket.model, record.request_id, ticket.prompt_estimate, inbound.body)
+            data, raw = called.translator.answer(data, usage, context), None
+        client_op = inbound.op
+        reported = client_op.usage(data) is not None
+        if client_op.finish(data, usage, reported, record.request_id):
+            raw = None
+        named = data.get("model")
+        client_op.set_model(data, ticket.model)
+        if raw is not None and data.get("model") != named:
+            raw = with_model(raw, named, ticket.model) if isinstance(named, str) else None
         await self.settle(record, ticket, usage)
         if ticket.rules:
-            await self.after(record, ticket, body, answer)
-        return answer
+            raw = None  # a response hook may change the answer
+            await self.after(record, ticket, inbound.body, data)
+        return Answered(data, raw)
 
     async def _answer(
         self,
         record: CallRecord,
         ticket: Ticket,
-        call: Callable[[Provider, str], Awaitable[dict[str, Any]]],
-    ) -> dict[str, Any]:
+        call: Callable[[Provider, str], Awaitable[T]],
+    ) -> T:
         """``attempt``, releasing the request's holds when it produces no answer."""
         try:
             return await self.attempt(record, ticket, call)
@@ -161,19 +176,3 @@ class Gateway:
             self._drained = asyncio.Event()
             await self._drained.wait()
         await self.providers.aclose()
-
-
-def _extra_usage(value: object) -> dict[str, Any]:
-    """Detail fields of the upstream's usage (cached tokens, reasoning tokens), kept as sent."""
-    if not isinstance(value, dict):
-        return {}
-    return {k: v for k, v in value.items() if k.endswith("_details")}
-
-
-def _answer_text(answer: dict[str, Any]) -> str:
-    texts = []
-    for choice in answer.get("choices") or ():
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict):
-            texts.append(tokens.content_text(message.get("content")))
-    return " ".join(texts)

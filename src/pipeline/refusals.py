@@ -9,8 +9,13 @@ the telemetry record instead (``shadow`` in the line).
 
 from __future__ import annotations
 
+import calendar
+import time
+
+from ..config import BudgetConfig
 from ..edge.ratelimit_fields import refusal_fields
 from ..errors import (
+    BudgetExceeded,
     CostCeilingExceeded,
     GatewayError,
     InvalidRequest,
@@ -21,8 +26,9 @@ from ..errors import (
 from ..governance.identity import Client
 from ..observability.telemetry import CallRecord
 from ..state.limiter import WINDOW_S, Decision
-from .accounting import format_usd
-from .quote import Quote
+from ..state.spend import BudgetDecision
+from ..state.spend.ledger import DAY_S
+from .cost import Quote, format_usd
 
 CEILING_HEADER = "x-max-cost-usd"
 
@@ -108,3 +114,44 @@ def parse_ceiling(value: str | None) -> float | None:
             param=CEILING_HEADER,
         )
     return ceiling
+
+
+def budget_refusal(
+    client_id: str, budget: BudgetConfig, decision: BudgetDecision
+) -> BudgetExceeded:
+    """429 ``budget_exceeded`` naming the budget and the spend, retryable at its reset; its
+    ``rule`` is ``clients.<id>.budget.<field>``."""
+    spend = decision.spend
+    in_flight = f" (of which ${spend.held_usd:.4f} in flight)" if spend.held_usd > 0 else ""
+    if decision.exceeded == "usd_per_day":
+        limit, spent, period = budget.usd_per_day, spend.day_usd, "today"
+        when = "at 00:00 UTC"
+    else:
+        limit, spent, period = budget.usd_per_month, spend.month_usd, "this month"
+        when = "on the 1st at 00:00 UTC"
+    message = (
+        f"Budget exceeded for client_id {client_id}: {decision.exceeded} is ${limit:.2f}"
+        f" and ${spent:.4f} is spent {period}{in_flight}. It resets {when}."
+    )
+    reset_s = reset_in(decision.exceeded or "usd_per_month", time.time())
+    error = BudgetExceeded(message, retry_after_s=reset_s)
+    error.rule = RuleInfo(
+        f"clients.{client_id}.budget.{decision.exceeded}", "budget", f"client:{client_id}",
+        limit, max(0.0, (limit or 0.0) - spent), "usd-micros", reset_s,
+    )  # fmt: skip
+    return error
+
+
+def reset_in(budget_field: str, now: float) -> int:
+    """Whole seconds (at least 1) until the budget ``usd_per_day`` or ``usd_per_month`` resets."""
+    if budget_field == "usd_per_day":
+        reset = float((int(now // DAY_S) + 1) * DAY_S)
+    else:
+        reset = _next_month(now)
+    return max(1, int(reset - now))
+
+
+def _next_month(now: float) -> float:
+    moment = time.gmtime(now)
+    year, month = moment.tm_year + moment.tm_mon // 12, moment.tm_mon % 12 + 1
+    return float(calendar.timegm((year, month, 1, 0, 0, 0)))

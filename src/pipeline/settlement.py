@@ -16,9 +16,8 @@ from ..observability.telemetry import CallRecord
 from ..providers import Usage
 from ..state.limiter import Limiter
 from ..state.spend import SpendStore
-from . import accounting
 from .admission import Ticket
-from .pricing import PriceTable
+from .cost import PriceTable
 from .waiting import Waiting
 
 
@@ -51,11 +50,8 @@ class Settlement:
             if ticket.hold is not None:
                 await self.spend.settle(ticket.hold, 0.0)
             return
-        record.prompt_tokens, record.completion_tokens = (
-            usage.prompt_tokens,
-            usage.completion_tokens,
-        )
-        cost = accounting.cost_usd(self.prices, record.provider, record.upstream_model, usage)
+        record.usage(usage)
+        cost = self.prices.cost_usd(record.provider, record.upstream_model, usage)
         record.cost_usd = cost
         await self.limiter.reconcile(ticket.reservation, usage.total_tokens)
         if self.queue.waiting:
@@ -89,13 +85,3 @@ def wants_text(ticket: Ticket) -> bool:
     if ticket.call is None:
         return False
     return wants_payload(ticket.rules) or any(rule.hook is not None for rule in ticket.rules)
-
-
-def usage_of(value: object) -> Usage | None:
-    """The upstream's usage, when it gave one with integer counts."""
-    if not isinstance(value, dict):
-        return None
-    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
-    if type(prompt) is not int or type(completion) is not int:
-        return None
-    return Usage(prompt, completion)

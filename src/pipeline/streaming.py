@@ -3,9 +3,10 @@
 Fallbacks apply until the first byte leaves the gateway: ``open_stream`` tries
 the targets in order and pulls each one's first chunk before committing, so a
 target that fails before its first chunk costs the client nothing. After that
-the relay forwards each chunk as it arrives, framed by an ``Encoder`` for the
-client's dialect (OpenAI's ``data:`` chunks here; Anthropic's named events in
-``messages_api``). How a stream ends:
+the relay forwards each event as it arrives, framed by an ``Encoder`` for the
+client's dialect (the edge's ``encoders``: passed through as the provider
+sent it, or translated), and reads the stream's usage and text through the
+upstream call's operation. How a stream ends:
 
 - ``completed``: the upstream's stream ended properly; so does the client's
   (OpenAI: ``[DONE]``).
@@ -38,120 +39,56 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
-from ..config import PriceConfig
 from ..config.sections import DEFAULT_MAX_RESPONSE_BYTES
-from ..edge.schemas import ChatCompletionRequest
 from ..errors import GatewayError
 from ..observability.telemetry import CallRecord, Telemetry
-from ..providers import AttemptFailed, ChunkStream, Usage
-from ..providers.base import Chunk
-from . import accounting
+from ..providers import AttemptFailed, Event, Usage
 from .admission import Ticket
 from .gateway import Gateway
-from .settlement import usage_of, wants_text
+from .settlement import wants_text
 from .tokens import WordCount
+from .upstream import Inbound, OpenedStream, open_events
 
-_DONE = b"data: [DONE]\n\n"
+__all__ = ["CONNECTION_CUT", "Encoder", "OpenedStream", "Relay", "SSEResponse", "open_stream"]
+
 # The scope key under which the HTTP layer leaves the ``GatewayError`` for which it
 # cut a connection (``ClientTooSlow``): the stream records it as its end.
 CONNECTION_CUT = "gateway.connection_cut"
 
 
-class OpenedStream:
-    """A committed upstream stream and its first chunk (``None`` if it sent none)."""
-
-    def __init__(
-        self, stream: ChunkStream, chunks: AsyncIterator[Chunk], first: Chunk | None
-    ) -> None:
-        self.stream = stream
-        self.chunks = chunks
-        self.first = first
-
-
 async def open_stream(
-    gateway: Gateway, record: CallRecord, ticket: Ticket, body: dict[str, Any]
+    gateway: Gateway, record: CallRecord, ticket: Ticket, inbound: Inbound
 ) -> OpenedStream:
-    """Try the targets until one has produced its first chunk."""
-
-    async def first_chunk(provider: Any, model: str) -> OpenedStream:
-        stream = await provider.open_stream(model, body)
-        chunks = aiter(stream)
-        try:
-            first = await anext(chunks, None)
-        except BaseException:
-            await stream.aclose()
-            raise
-        return OpenedStream(stream, chunks, first)
-
+    """Try the targets until one has produced its first event."""
     record.stream = True
     try:
-        return await gateway.attempt(record, ticket, first_chunk)
+        return await gateway.attempt(
+            record, ticket, lambda provider, model: open_events(inbound, provider, model)
+        )
     except BaseException:
         await gateway.settle(record, ticket, None)
         raise
 
 
 class Encoder(Protocol):
-    """How a stream is framed for the client's dialect."""
+    """How a stream is framed for the client's dialect (the edge's encoders)."""
 
-    def chunk(self, chunk: Chunk) -> bytes:
-        """The bytes to send for one upstream chunk (empty: nothing)."""
+    def event(self, event: Event) -> bytes:
+        """The bytes to send for one upstream event (empty: nothing)."""
         ...
 
     def end(self, usage: Usage, reported: bool) -> bytes:
-        """The bytes that end a complete stream; ``reported``: the upstream gave ``usage``."""
+        """The bytes that end a complete stream; ``reported``: the upstream gave usage."""
         ...
 
-    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
-        """The one event that ends a stream early: its upstream failed midway (or ``kind``)."""
+    def failed(
+        self, message: str, kind: str = "upstream_error", event: Event | None = None
+    ) -> bytes:
+        """The one event that ends a stream early: its upstream failed midway (or ``kind``);
+        ``event`` is the upstream's own error event, when it sent one."""
         ...
-
-
-class OpenAIEncoder:
-    """OpenAI's framing: ``data: <chunk>`` events, ``[DONE]``, usage only when asked for.
-
-    ``price`` is the answering model's: the usage chunk then carries ``cost_usd``.
-    """
-
-    def __init__(
-        self,
-        request: ChatCompletionRequest,
-        model: str,
-        request_id: str,
-        price: PriceConfig | None = None,
-    ) -> None:
-        self._include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        self._model = model
-        self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
-        self._price = price
-
-    def chunk(self, chunk: Chunk) -> bytes:
-        chunk["model"] = self._model
-        if not self._include_usage:
-            chunk.pop("usage", None)  # only the gateway asked for it; OpenAI omits it then
-        elif self._price is not None:
-            usage = usage_of(chunk.get("usage"))
-            if usage is not None:
-                chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
-        self._chunk_id = chunk.get("id", self._chunk_id)
-        self._created = chunk.get("created", self._created)
-        if chunk.get("choices") or self._include_usage:  # the usage-only chunk only when asked
-            return b"data: " + orjson.dumps(chunk) + b"\n\n"
-        return b""
-
-    def end(self, usage: Usage, reported: bool) -> bytes:
-        if self._include_usage and not reported:
-            usage_chunk = _usage_chunk(self._chunk_id, self._created, self._model, usage)
-            if self._price is not None:
-                usage_chunk["usage"]["cost_usd"] = accounting.usage_cost(self._price, usage)
-            return b"data: " + orjson.dumps(usage_chunk) + b"\n\n" + _DONE
-        return _DONE
-
-    def failed(self, message: str, kind: str = "upstream_error") -> bytes:
-        return _error_event(message, kind)
 
 
 class Relay:
@@ -187,17 +124,25 @@ class Relay:
 
     async def events(self) -> AsyncIterator[bytes]:
         record, encoder = self._record, self._encoder
+        opened = self._opened
+        op = opened.op
         try:
-            chunk = self._opened.first
-            while chunk is not None:
-                self._usage = usage_of(chunk.get("usage")) or self._usage
-                self._collect_text(chunk.get("choices"))
-                data = encoder.chunk(chunk)
+            event = opened.first
+            while event is not None:
+                parsed = event.json
+                if parsed is not None:
+                    self._usage = op.stream_usage(parsed, self._usage)
+                    text = op.stream_text(parsed)
+                    if text:
+                        self._words.add(text)
+                        if self._text is not None:
+                            self._text.add(text)
+                data = encoder.event(event)
                 if data:
                     if record.ttft_ms is None:
                         record.ttft_ms = _elapsed_ms(record)
                     yield data
-                chunk = await anext(self._opened.chunks, None)
+                event = await anext(opened.events, None)
             reported = self._usage is not None
             self._usage = self._usage or self._approximate()
             self._ended = True
@@ -209,7 +154,9 @@ class Relay:
                 502,
                 "upstream_error",
             )
-            yield encoder.failed(f"The upstream stream failed: {exc.message}.")
+            yield encoder.failed(
+                f"The upstream stream failed: {exc.message}.", "upstream_error", exc.event
+            )
         finally:
             await self.finish()
 
@@ -265,17 +212,6 @@ class Relay:
             finally:
                 gateway.leave()
                 self._telemetry.emit(record)
-
-    def _collect_text(self, choices: object) -> None:
-        if not isinstance(choices, list):
-            return
-        for choice in choices:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str):
-                self._words.add(content)
-                if self._text is not None:
-                    self._text.add(content)
 
     def _approximate(self) -> Usage:
         return Usage(self._ticket.prompt_estimate, self._words.count)
@@ -364,22 +300,6 @@ class SSEResponse:
             pass
         self._disconnected = True
         sender.cancel()
-
-
-def _usage_chunk(chunk_id: str, created: int, alias: str, usage: Usage) -> dict[str, Any]:
-    return {
-        "id": chunk_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": alias,
-        "choices": [],
-        "usage": usage.as_dict(),
-    }
-
-
-def _error_event(message: str, kind: str) -> bytes:
-    error = {"error": {"type": kind, "message": message, "param": None, "code": None}}
-    return b"data: " + orjson.dumps(error) + b"\n\n"
 
 
 def _elapsed_ms(record: CallRecord) -> float:

@@ -10,26 +10,42 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..providers.operations import content_text
+
+__all__ = ["completion_tokens", "content_text", "messages_prompt_tokens", "prompt_tokens",
+           "responses_prompt_tokens", "words"]  # fmt: skip
+
 
 def words(text: str) -> int:
     return len(text.split())
 
 
-def content_text(content: Any) -> str:
-    """The text of a message's content: a string, or the text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    return sum(words(content_text(message.get("content"))) + 1 for message in messages)
+    return sum(
+        words(content_text(message.get("content"))) + 1
+        for message in messages
+        if isinstance(message, dict)
+    )
+
+
+def messages_prompt_tokens(body: dict[str, Any]) -> int:
+    """An Anthropic Messages body: its messages, and its ``system`` text."""
+    messages = body.get("messages")
+    counted = prompt_tokens(messages) if isinstance(messages, list) else 0
+    return counted + words(content_text(body.get("system")))
+
+
+def responses_prompt_tokens(body: dict[str, Any]) -> int:
+    """A Responses API body: its ``instructions`` and ``input`` (a string, or items)."""
+    counted = words(content_text(body.get("instructions")))
+    value = body.get("input")
+    if isinstance(value, str):
+        return counted + words(value) + 1
+    for item in value if isinstance(value, list) else ():
+        if isinstance(item, dict):
+            text = content_text(item.get("content")) or content_text(item.get("output"))
+            counted += words(text or str(item.get("arguments") or "")) + 1
+    return counted
 
 
 def completion_tokens(text: str) -> int:

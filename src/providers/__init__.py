@@ -19,7 +19,7 @@ import httpx
 from ..config import GatewayConfig, ProviderConfig
 from .anthropic import AnthropicProvider
 from .azure import AzureOpenAIProvider
-from .base import AttemptFailed, ChunkStream, Provider, Usage
+from .base import AttemptFailed, Event, EventStream, Outbound, Provider, Reply, Usage
 from .http import Bounds
 from .http1 import Http1Transport
 from .openai import OpenAIProvider
@@ -29,11 +29,14 @@ from .stub import STUB_TEXT, StubProvider
 __all__ = [
     "STUB_TEXT",
     "AttemptFailed",
-    "ChunkStream",
+    "Event",
+    "EventStream",
+    "Outbound",
     "PoolObserver",
     "PoolObservers",
     "Provider",
     "Providers",
+    "Reply",
     "TransportFactory",
     "Usage",
     "configured_transport",

@@ -3,7 +3,8 @@
 The target's model is the deployment name, which goes in the path
 (``/openai/deployments/{deployment}/...``); every call carries the
 ``api-version`` query parameter and the key in the ``api-key`` header.
-The bodies are OpenAI's.
+The bodies are OpenAI's. The Responses API is not per deployment on Azure:
+it is ``/openai/responses``, the deployment named by the body's ``model``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import httpx
 
 from .http import DEFAULT_BOUNDS, Bounds
 from .openai import OpenAIProvider
+from .operations import Operation
 
 
 class AzureOpenAIProvider(OpenAIProvider):
@@ -31,24 +33,24 @@ class AzureOpenAIProvider(OpenAIProvider):
     ) -> None:
         super().__init__(name, transport, base_url, api_key, timeout_s, bounds)
         self._api_version = api_version
-        # deployment -> URL, built on first use: the deployments are the aliases' models.
-        self._urls: dict[tuple[str, str], httpx.URL] = {}
+        # (deployment, operation) -> URL, built on first use: the deployments are the
+        # aliases' models.
+        self._deployed: dict[tuple[str, str], httpx.URL] = {}
+        self._responses = httpx.URL(
+            f"{self._base}/openai/responses", params={"api-version": api_version}
+        )
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"api-key": api_key} if api_key else {}
 
-    def _url(self, deployment: str, operation: str) -> httpx.URL:
-        url = self._urls.get((deployment, operation))
+    def url(self, op: Operation, model: str) -> httpx.URL:
+        if op.name == "responses":
+            return self._responses
+        url = self._deployed.get((model, op.name))
         if url is None:
             url = httpx.URL(
-                f"{self._base}/openai/deployments/{quote(deployment, safe='')}/{operation}",
+                f"{self._base}/openai/deployments/{quote(model, safe='')}{op.path}",
                 params={"api-version": self._api_version},
             )
-            self._urls[(deployment, operation)] = url
+            self._deployed[(model, op.name)] = url
         return url
-
-    def chat_url(self, model: str) -> httpx.URL:
-        return self._url(model, "chat/completions")
-
-    def embeddings_url(self, model: str) -> httpx.URL:
-        return self._url(model, "embeddings")

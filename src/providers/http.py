@@ -1,13 +1,19 @@
-"""What every HTTP adapter shares: sending over the pooled transport, and mapping failures.
+"""What every HTTP adapter shares: the pass-through call and stream, and mapping failures.
+
+An adapter says where an operation goes (``url``) and with which headers
+(``headers``); ``call`` and ``open`` do the rest for every operation: the
+body goes out with the target's model (the client's bytes as they came when
+they may), the answer comes back as the provider sent it.
 
 Foreign errors are mapped here, at the seam: httpx and transport exceptions
 become ``AttemptFailed``, upstream statuses become ``AttemptFailed`` or
-``UpstreamRejected``. No upstream text that echoes the provider key is shown.
+``UpstreamRejected`` (with the provider's own error fields). No upstream text
+that echoes the provider key is shown.
 
 What an answer may cost is bounded here too (``Bounds``, from the provider's
 config): a non-streamed answer of at most ``max_response_bytes`` (cut where it
 passes, or refused from its ``Content-Length``), an error body of at most
-64 KiB (only its message is used), a stream event of at most
+64 KiB (only its fields are used), a stream event of at most
 ``max_event_bytes``, and no body in a ``Content-Encoding`` the gateway did not
 ask for (it asks for ``identity``: nothing is ever decompressed).
 """
@@ -30,14 +36,17 @@ from ..config.sections import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_POOL_TIMEOUT_S,
 )
-from ..errors import UpstreamRejected
-from .base import AttemptFailed
+from ..errors import UnsupportedField, UpstreamDetail, UpstreamRejected
+from .base import AttemptFailed, Event, Outbound, Reply
+from .operations import Operation, with_model
 from .sse import EventTooLarge, SSEDecoder
 
 # Statuses that mean the request itself is wrong: every target would refuse it.
 _REQUEST_FAULTS = frozenset({400, 413, 422})
+# Error types of an error event in a stream, as the HTTP status they stand for.
+_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
 _SECRET_PIECE = 8
-# An error answer is read for its message only.
+# An error answer is read for its fields only.
 _MAX_ERROR_BYTES = 64 * 1024
 
 
@@ -62,6 +71,9 @@ class HTTPProvider:
 
     stub = False
     kind = "http"
+    dialect = "openai"  # the shape of the provider's error bodies
+    speaks: frozenset[str] = frozenset()
+    default_max_tokens = 4096
 
     def __init__(
         self,
@@ -72,6 +84,7 @@ class HTTPProvider:
         bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         self.name = name
+        self.who = f"provider {name!r} ({self.kind})"
         self._transport = transport
         self._key = api_key
         self._timeout_s = timeout_s
@@ -81,6 +94,66 @@ class HTTPProvider:
         timeout = httpx.Timeout(timeout_s, pool=self._pool_timeout_s)
         self._extensions = {"timeout": timeout.as_dict()}
 
+    def url(self, op: Operation, model: str) -> httpx.URL:
+        """Where ``op`` goes for ``model``."""
+        raise NotImplementedError
+
+    def headers(self, request: Outbound, stream: bool) -> httpx.Headers:
+        """The headers of one call: the provider's own, and what it forwards of the client's."""
+        raise NotImplementedError
+
+    def payload(self, op: Operation, model: str, request: Outbound) -> bytes:
+        """The body to send: the client's bytes with the model replaced when they may go as
+        they came, else the body serialised with ``model`` set."""
+        if request.raw is not None and request.raw_model is not None:
+            if request.raw_model == model:
+                return request.raw
+            replaced = with_model(request.raw, request.raw_model, model)
+            if replaced is not None:
+                return replaced
+        return orjson.dumps({**request.body, "model": model})
+
+    def _check(self, op: Operation) -> None:
+        if op.name not in self.speaks:
+            raise UnsupportedField(self.who, "model", f"it has no {op.name} API")
+
+    async def call(self, op: Operation, model: str, request: Outbound) -> Reply:
+        """One non-streamed call of ``op``: the 200 answer, its bytes as sent."""
+        self._check(op)
+        payload = self.payload(op, model, request)
+        raw, answer = await self._call_json(
+            self.url(op, model), self.headers(request, False), payload
+        )
+        return Reply(answer, raw)
+
+    async def open(self, op: Operation, model: str, request: Outbound) -> ResponseStream:
+        """A streamed call of ``op``: its events as the provider sends them."""
+        self._check(op)
+        payload = self.payload(op, model, request)
+        response = await self._open(self.url(op, model), self.headers(request, True), payload)
+        return ResponseStream(response, lambda r: self.events(op, r))
+
+    async def events(self, op: Operation, response: httpx.Response) -> AsyncIterator[Event]:
+        """The stream's events up to the one that completes it; failures raised."""
+        async for name, data in self.sse_events(response):
+            event = None if data == b"[DONE]" else self.json_event(data)
+            if event is not None:
+                error = op.stream_error(event)
+                if error is not None:
+                    raise AttemptFailed(
+                        "status",
+                        f"provider {self.name} sent an error event:"
+                        f" {error[0]}: {self.safe(error[1])}",
+                        status=_ERROR_STATUS.get(error[0], 500),
+                        event=Event(name, self._redacted_data(data), event),
+                    )
+            if op.stream_end(data, event):
+                if event is not None:
+                    yield Event(name, data, event)
+                return
+            yield Event(name, data, event)
+        raise self.stream_failure(f"ended the stream without {op.last_event}")
+
     def _request(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Request:
         return httpx.Request(
             "POST", url, headers=headers, content=payload, extensions=self._extensions
@@ -88,16 +161,16 @@ class HTTPProvider:
 
     async def _call_json(
         self, url: httpx.URL, headers: httpx.Headers, payload: bytes
-    ) -> dict[str, Any]:
-        """POST and return the decoded 200 answer (an object); failures mapped."""
+    ) -> tuple[bytes, dict[str, Any]]:
+        """POST and return the 200 answer, as bytes and decoded (an object); failures mapped."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._transport.handle_async_request(
                     self._request(url, headers, payload)
                 )
                 if response.status_code != 200:
-                    content = await self._read_error(response)
-                    raise self._status_failure(response.status_code, response.headers, content)
+                    error = await self._read_error(response)
+                    raise self._status_failure(response.status_code, response.headers, error)
                 content = await self._read(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
@@ -109,7 +182,7 @@ class HTTPProvider:
             ) from None
         if not isinstance(answer, dict):
             raise AttemptFailed("bad_response", f"provider {self.name} answered a non-object")
-        return answer
+        return content, answer
 
     async def _open(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Response:
         """POST and return the 200 response, its body not read yet; failures mapped."""
@@ -134,7 +207,7 @@ class HTTPProvider:
             raise
         return response
 
-    async def _read(self, response: httpx.Response) -> bytes | bytearray:
+    async def _read(self, response: httpx.Response) -> bytes:
         """The whole body of an answer, at most ``max_response_bytes``; the response closed.
 
         Iterates the transport's stream directly: the gateway asks for no
@@ -151,11 +224,11 @@ class HTTPProvider:
         finally:
             await response.aclose()
 
-    async def _read_error(self, response: httpx.Response) -> bytes | bytearray:
-        """The start of an error answer (its message is all the gateway uses); response closed."""
+    async def _read_error(self, response: httpx.Response) -> bytes:
+        """The start of an error answer (its fields are all the gateway uses); response closed."""
         try:
             if _unasked_coding(response) is not None:
-                return b""  # not readable without inflating it: no message, then
+                return b""  # not readable without inflating it: no fields, then
             return await _collect(response, _MAX_ERROR_BYTES, None)
         finally:
             await response.aclose()
@@ -196,30 +269,59 @@ class HTTPProvider:
         return AttemptFailed("connect", f"provider {self.name} {what} ({type(exc).__name__})")
 
     def _status_failure(
-        self, status: int, headers: httpx.Headers, content: bytes | bytearray
+        self, status: int, headers: httpx.Headers, content: bytes
     ) -> AttemptFailed | UpstreamRejected:
-        detail = self._upstream_message(content)
+        detail = self.error_detail(content)
+        said = f": {detail.message[:500]}" if detail is not None and detail.message else ""
         if status in _REQUEST_FAULTS:
             return UpstreamRejected(
-                f"provider {self.name} refused the request ({status}){detail}", status=status
+                detail.message
+                if detail is not None and detail.message
+                else f"provider {self.name} refused the request ({status})",
+                status=status,
+                detail=detail,
             )
         return AttemptFailed(
             "status",
-            f"provider {self.name} answered {status}{detail}",
+            f"provider {self.name} answered {status}{said}",
             status=status,
             retry_after_s=parse_retry_after(headers.get("retry-after")),
         )
 
-    def _upstream_message(self, content: bytes | bytearray) -> str:
-        """The upstream's own error message, unless it echoes any piece of the key."""
+    def error_detail(self, content: bytes) -> UpstreamDetail | None:
+        """The provider's own error body and fields, any string quoting its key withheld."""
         try:
-            error = orjson.loads(content).get("error")
-            message = error.get("message") if isinstance(error, dict) else None
-        except (orjson.JSONDecodeError, AttributeError):
-            return ""
-        if not isinstance(message, str) or not message:
-            return ""
-        return f": {self.safe(message)[:500]}"
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return None
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return None
+        body = self._redacted(body)
+        error = body["error"]
+
+        def text(name: str) -> str | None:
+            value = error.get(name)
+            return value if isinstance(value, str) else None
+
+        return UpstreamDetail(
+            self.dialect, body, text("message") or "", text("type"), text("code"), text("param")
+        )
+
+    def _redacted_data(self, data: bytes) -> bytes:
+        """An event's data, re-serialised without its strings that quote the key."""
+        if not self._key or not _shares_piece(data.decode("utf-8", "replace"), self._key):
+            return data
+        return orjson.dumps(self._redacted(orjson.loads(data)))
+
+    def _redacted(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.safe(value)
+        if isinstance(value, dict):
+            return {key: self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._redacted(item) for item in value]
+        return value
 
     def safe(self, message: str) -> str:
         """``message``, or a notice in its place when it quotes any piece of the key."""
@@ -230,8 +332,10 @@ class HTTPProvider:
     def stream_failure(self, what: str) -> AttemptFailed:
         return AttemptFailed("bad_response", f"provider {self.name} {what}")
 
-    async def sse_data(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        """The ``data`` of each event of a server-sent-event stream.
+    async def sse_events(
+        self, response: httpx.Response
+    ) -> AsyncIterator[tuple[bytes | None, bytes]]:
+        """The ``event`` name and ``data`` of each event of a server-sent-event stream.
 
         A silent upstream is cut by the transport's read timeout. One that keeps
         sending bytes without completing an event (a drip) is cut here, once it
@@ -253,14 +357,14 @@ class HTTPProvider:
                 if raw is None:
                     return
                 waited += clock() - started
-                events = decoder.feed(raw)
+                events = decoder.feed_named(raw)
                 if not events:
                     if waited > self._timeout_s:
                         raise TimeoutError
                     continue
                 waited = 0.0
-                for data in events:
-                    yield data
+                for event in events:
+                    yield event
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         except EventTooLarge:
@@ -309,24 +413,30 @@ class ResponseStream:
         await self._response.aclose()
 
 
+async def read_all(response: httpx.Response, limit: int = _MAX_ERROR_BYTES) -> bytes:
+    """The body up to ``limit`` bytes (what lies beyond is dropped), then the response closed."""
+    try:
+        return await _collect(response, limit, None)
+    finally:
+        await response.aclose()
+
+
 async def _collect(
     response: httpx.Response, limit: int, too_large: Callable[[int], AttemptFailed] | None
-) -> bytes | bytearray:
+) -> bytes:
     """The body up to ``limit`` bytes: past it, ``too_large(limit)`` is raised or, when
     ``None``, what came before the bound is returned. The caller closes the response."""
-    body: bytes | bytearray = b""
+    pieces: list[bytes] = []
+    size = 0
     async for chunk in response.stream:  # type: ignore[union-attr]
-        if len(body) + len(chunk) > limit:
+        if size + len(chunk) > limit:
             if too_large is not None:
                 raise too_large(limit)
-            return body + chunk[: limit - len(body)]
-        if not body:
-            body = chunk  # most answers come in one piece: no copy
-        else:
-            if isinstance(body, bytes):
-                body = bytearray(body)
-            body += chunk
-    return body
+            pieces.append(chunk[: limit - size])
+            break
+        pieces.append(chunk)
+        size += len(chunk)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _unasked_coding(response: httpx.Response) -> str | None:

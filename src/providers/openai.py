@@ -1,25 +1,26 @@
-"""The OpenAI-compatible adapter: OpenAI itself, vLLM, Ollama, any ``/chat/completions``.
+"""The OpenAI-compatible adapter: OpenAI itself, vLLM, Ollama, any OpenAI-shaped API.
 
-The body is passed through with ``model`` replaced: OpenAI's shape is the
-gateway's own, so there is nothing to translate.
+It takes chat completions, embeddings and the Responses API, each at its own
+path under ``base_url`` (an ``openai`` provider is assumed to have
+``/responses``: OpenAI does; a server without it answers 404 and the attempt
+fails). The bodies pass through with ``model`` replaced.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import asyncio
 
 import httpx
-import orjson
 
-from .base import AttemptFailed, Chunk
-from .http import DEFAULT_BOUNDS, Bounds, HTTPProvider, ResponseStream, header_pair
+from ..errors import UpstreamRejected
+from .base import Outbound
+from .http import DEFAULT_BOUNDS, Bounds, HTTPProvider, header_pair
+from .operations import Operation
 
 
 class OpenAIProvider(HTTPProvider):
-    """Calls ``{base_url}/chat/completions`` and ``{base_url}/embeddings``."""
-
     kind = "openai"
+    speaks = frozenset({"chat", "embeddings", "responses"})
 
     def __init__(
         self,
@@ -33,54 +34,40 @@ class OpenAIProvider(HTTPProvider):
         super().__init__(name, transport, api_key, timeout_s, bounds)
         self._base = base_url.rstrip("/")
         # Built once, not per request.
-        self._chat_url = httpx.URL(self._base + "/chat/completions")
-        self._embeddings_url = httpx.URL(self._base + "/embeddings")
+        self._urls = {op: httpx.URL(self._base + path) for op, path in _PATHS.items()}
         self._json_headers, self._sse_headers = header_pair(self.auth_headers(api_key))
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
-    def chat_url(self, model: str) -> httpx.URL:
-        return self._chat_url
+    def url(self, op: Operation, model: str) -> httpx.URL:
+        return self._urls[op.name]
 
-    def embeddings_url(self, model: str) -> httpx.URL:
-        return self._embeddings_url
+    def headers(self, request: Outbound, stream: bool) -> httpx.Headers:
+        return self._sse_headers if stream else self._json_headers
 
-    async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        payload = orjson.dumps({**body, "model": model})
-        answer = await self._call_json(self.chat_url(model), self._json_headers, payload)
-        choices = answer.get("choices")
-        if not isinstance(choices, list) or not all(
-            isinstance(choice, dict) and isinstance(choice.get("message"), dict)
-            for choice in choices
-        ):
-            raise AttemptFailed(
-                "bad_response",
-                f"provider {self.name} answered without a 'choices' list of messages",
-            )
-        return answer
+    async def stored(self, method: str, path: str, query: bytes) -> bytes:
+        """A call about a response the provider stored (``GET /responses/{id}``, ...): the
+        200 answer's bytes as sent; ``UpstreamRejected`` (with the provider's error) for a
+        4xx, ``AttemptFailed`` otherwise."""
+        url = httpx.URL(self._base + path, query=query)
+        request = httpx.Request(
+            method, url, headers=self._json_headers, extensions=self._extensions
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._transport.handle_async_request(request)
+                status = response.status_code
+                if status == 200:
+                    return await self._read(response)
+                content = await self._read_error(response)
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_failure(exc) from None
+        if 400 <= status < 500 and status not in {401, 403, 429}:  # about the response asked for
+            detail = self.error_detail(content)
+            said = detail.message if detail else f"provider {self.name} answered {status}"
+            raise UpstreamRejected(said, status=status, detail=detail)
+        raise self._status_failure(status, response.headers, content)
 
-    async def embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        payload = orjson.dumps({**body, "model": model})
-        answer = await self._call_json(self.embeddings_url(model), self._json_headers, payload)
-        if not isinstance(answer.get("data"), list):
-            raise AttemptFailed(
-                "bad_response", f"provider {self.name} answered without a 'data' list"
-            )
-        return answer
 
-    async def open_stream(self, model: str, body: dict[str, Any]) -> ResponseStream:
-        options = dict(body.get("stream_options") or {})
-        # The gateway counts tokens even when the client did not ask.
-        options["include_usage"] = True
-        payload = orjson.dumps({**body, "model": model, "stream": True, "stream_options": options})
-        response = await self._open(self.chat_url(model), self._sse_headers, payload)
-        return ResponseStream(response, self._chunks)
-
-    async def _chunks(self, response: httpx.Response) -> AsyncIterator[Chunk]:
-        """OpenAI server-sent events in, chunk dicts out, until ``[DONE]``."""
-        async for data in self.sse_data(response):
-            if data == b"[DONE]":
-                return
-            yield self.json_event(data)
-        raise self.stream_failure("ended the stream without [DONE]")
+_PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "responses": "/responses"}

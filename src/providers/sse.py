@@ -1,10 +1,11 @@
-"""Server-sent events: bytes in, the ``data`` of each complete event out.
+"""Server-sent events: bytes in, the name and ``data`` of each complete event out.
 
 A small incremental decoder rather than httpx's line iterator: it works on
 the raw bytes (``orjson`` reads bytes directly), so a streamed chunk costs one
 split and no text decoding. Per the SSE format, an event ends at a blank line,
-its ``data:`` lines are joined with newlines, and other fields (``event:``,
-``id:``, comments) are ignored.
+its ``data:`` lines are joined with newlines, its ``event:`` line names it
+(the name is kept, so that a pass-through relays it as sent), and other
+fields (``id:``, comments) are ignored.
 
 Linear in what it is fed, however the bytes are cut: each chunk is searched
 for newlines once, and an unfinished line waits in a buffer that is appended
@@ -26,9 +27,14 @@ class SSEDecoder:
         self._partial = bytearray()  # the unfinished last line
         self._data: list[bytes] = []
         self._size = 0  # bytes of the current event's data lines
+        self._name: bytes | None = None
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The data of every event that ``chunk`` completes, in order."""
+        return [data for _, data in self.feed_named(chunk)]
+
+    def feed_named(self, chunk: bytes) -> list[tuple[bytes | None, bytes]]:
+        """``(event name or None, data)`` of every event that ``chunk`` completes, in order."""
         if chunk.find(b"\n") < 0:
             self._partial += chunk
             if self._size + len(self._partial) > self._limit:
@@ -46,9 +52,10 @@ class SSEDecoder:
                 line = line[:-1]
             if not line:
                 if self._data:
-                    events.append(b"\n".join(self._data))
+                    events.append((self._name, b"\n".join(self._data)))
                     self._data = []
                     self._size = 0
+                self._name = None
             elif line.startswith(b"data:"):
                 value = line[5:]
                 value = value[1:] if value.startswith(b" ") else value
@@ -56,6 +63,9 @@ class SSEDecoder:
                 if self._size > self._limit:
                     raise EventTooLarge
                 self._data.append(bytes(value))
+            elif line.startswith(b"event:"):
+                value = line[6:]
+                self._name = bytes(value[1:] if value.startswith(b" ") else value)
         if self._size + len(self._partial) > self._limit:
             raise EventTooLarge
         return events

@@ -3,7 +3,9 @@
 Embeddings are deterministic pseudo-vectors (16 numbers, or ``dimensions``).
 It lets the routing, limiting and telemetry pipeline run with no provider at
 all, and reports no usage, so the gateway's approximation applies as it would
-to any upstream that reports none.
+to any upstream that reports none. It speaks OpenAI's chat completions and
+embeddings; a request in another dialect reaches it through that dialect's
+translator into chat, as it would reach any chat-only provider.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Chunk
+from ..errors import UnsupportedField
+from .base import Chunk, Event, Outbound, Reply
+from .operations import Operation
 
 STUB_TEXT = (
     "This is a stub response from the gateway. Configure a valid API key to get real completions."
@@ -25,11 +29,27 @@ _STUB_DIMS = 16
 
 class StubProvider:
     stub = True
+    kind = "stub"
+    speaks = frozenset({"chat", "embeddings"})
+    default_max_tokens = 4096
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.who = f"provider {name!r} (stub)"
 
-    async def complete(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, op: Operation, model: str, request: Outbound) -> Reply:
+        if op.name == "chat":
+            return Reply(self._complete(model))
+        if op.name == "embeddings":
+            return Reply(self._embed(model, request.body))
+        raise UnsupportedField(self.who, "model", f"it has no {op.name} API")
+
+    async def open(self, op: Operation, model: str, request: Outbound) -> _StubStream:
+        if op.name != "chat":
+            raise UnsupportedField(self.who, "stream", f"it cannot stream {op.name}")
+        return _StubStream(model)
+
+    def _complete(self, model: str) -> dict[str, Any]:
         return {
             "id": _stub_id(),
             "object": "chat.completion",
@@ -45,7 +65,7 @@ class StubProvider:
             ],
         }
 
-    async def embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _embed(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         """One deterministic vector per input (the same input, the same vector)."""
         inputs = body.get("input")
         items: list[Any] = (
@@ -58,9 +78,6 @@ class StubProvider:
             for i, item in enumerate(items)
         ]
         return {"object": "list", "data": data, "model": model}
-
-    async def open_stream(self, model: str, body: dict[str, Any]) -> _StubStream:
-        return _StubStream(model)
 
 
 def _is_tokens(inputs: list[Any]) -> bool:
@@ -81,7 +98,7 @@ class _StubStream:
         self._model = model
         self._id = _stub_id()
 
-    async def __aiter__(self) -> AsyncIterator[Chunk]:
+    async def __aiter__(self) -> AsyncIterator[Event]:
         created = int(time.time())
         words = STUB_TEXT.split(" ")
         size = -(-len(words) // _STREAM_PIECES)
@@ -90,8 +107,8 @@ class _StubStream:
             delta: dict[str, Any] = {"content": piece if index == 0 else " " + piece}
             if index == 0:
                 delta["role"] = "assistant"
-            yield self._chunk(created, delta, None)
-        yield self._chunk(created, {}, "stop")
+            yield _event(self._chunk(created, delta, None))
+        yield _event(self._chunk(created, {}, "stop"))
 
     def _chunk(self, created: int, delta: dict[str, Any], finish: str | None) -> Chunk:
         return {
@@ -104,3 +121,7 @@ class _StubStream:
 
     async def aclose(self) -> None:
         return None
+
+
+def _event(chunk: Chunk) -> Event:
+    return Event(None, b"", chunk)

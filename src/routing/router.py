@@ -18,7 +18,7 @@ from functools import partial
 from ..config import AliasConfig, GatewayConfig, RetryConfig
 from ..errors import ModelNotFound
 from ..observability.telemetry import CircuitListener
-from ..pipeline.pricing import PriceTable
+from ..pipeline.cost import PriceTable, ceiling_cost
 from .balance import cheapest_order, weighted_order
 from .breaker import Breaker, now
 from .rules import Rules
@@ -73,10 +73,7 @@ class Route:
             return self._fixed
         if self.cheapest:
             costs = [
-                math.inf
-                if p is None
-                else prompt * p.input_usd_per_mtok + completion * p.output_usd_per_mtok
-                for p in self._prices
+                math.inf if p is None else ceiling_cost(p, prompt, completion) for p in self._prices
             ]
             ordered = cheapest_order(self.group, costs)
         else:

@@ -9,7 +9,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from src.pipeline.pricing import PriceTable
+from src.pipeline.cost import PriceTable
 from src.routing import Router
 from tests.support.configs import UPSTREAM, log_lines, make_config
 from tests.support.payloads import completion

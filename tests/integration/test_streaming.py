@@ -323,7 +323,7 @@ async def test_upstream_failing_mid_stream_ends_with_one_error_event_and_no_done
     assert set(error) == {"type", "message", "param", "code"}
     assert error["type"] == "upstream_error"
     assert error["message"].startswith("The upstream stream failed: ")
-    assert (error["param"], error["code"]) == (None, None)
+    assert (error["param"], error["code"]) == (None, "upstream_error")
     assert PROVIDER_KEY not in error["message"]
     # After the first byte there is no fallback.
     assert [r.model for r in fake_upstream.requests] == ["model-a"]

@@ -23,7 +23,7 @@ def test_example_config_has_the_seed_names():
     assert config.providers["openai"].api_key_env == "OPENAI_API_KEY"
     assert config.aliases["default-chat"].provider == "openai"
     assert config.rate_limit.requests_per_minute == 20
-    assert config.max_body_bytes == 1024 * 1024
+    assert config.max_body_bytes == 32 * 1024 * 1024
 
 
 def test_config_path_comes_from_gateway_config(tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from src.config import ConfigError
-from src.pipeline.pricing import PriceTable
+from src.pipeline.cost import PriceTable
+from src.providers import Usage
 from tests.support.configs import make_config
 
 
@@ -15,8 +16,8 @@ def test_cost_is_tokens_times_price_per_million(tmp_path):
         pricing={"primary": {"up-model-a": {"input_usd_per_mtok": 2.5, "output_usd_per_mtok": 10}}},
     )
     table = PriceTable(config)
-    assert table.cost_usd("primary", "up-model-a", 1000, 500) == pytest.approx(0.0075)
-    assert table.cost_usd("primary", "other", 1000, 500) is None
+    assert table.cost_usd("primary", "up-model-a", Usage(1000, 500)) == pytest.approx(0.0075)
+    assert table.cost_usd("primary", "other", Usage(1000, 500)) is None
 
 
 def test_pricing_for_an_unknown_provider_is_refused(tmp_path):

@@ -95,6 +95,50 @@ class OpenAIEmbeddings(OpenAIChat):
         return {"object": "list", "data": data, "model": request.model, "usage": usage}
 
 
+class OpenAIResponses(OpenAIChat):
+    """The Responses API: one message output item with the same text as the chat answer."""
+
+    def whole(self, request: Received, behaviour: Behaviour) -> dict[str, Any]:
+        text = "".join(_text_pieces(request, behaviour))
+        content = [{"type": "output_text", "text": text, "annotations": []}]
+        message = {
+            "type": "message",
+            "id": "msg_fake",
+            "status": "completed",
+            "role": "assistant",
+            "content": content,
+        }
+        tokens = behaviour.prompt_tokens, behaviour.completion_tokens
+        return {
+            "id": "resp_fake",
+            "object": "response",
+            "created_at": CREATED,
+            "status": "completed",
+            "model": request.model,
+            "output": [message],
+            "usage": {
+                "input_tokens": tokens[0],
+                "output_tokens": tokens[1],
+                "total_tokens": sum(tokens),
+            },
+        }
+
+    def events(self, request: Received, behaviour: Behaviour) -> list[bytes]:
+        """``response.created``, text deltas, ``response.completed`` with the whole response."""
+        whole = self.whole(request, behaviour)
+        created = {**whole, "status": "in_progress", "output": [], "usage": None}
+        events: list[dict[str, Any]] = [{"type": "response.created", "response": created}]
+        events += [
+            {"type": "response.output_text.delta", "item_id": "msg_fake", "output_index": 0,
+             "content_index": 0, "delta": piece}
+            for piece in _text_pieces(request, behaviour)
+        ]  # fmt: skip
+        events.append({"type": "response.completed", "response": whole})
+        for number, event in enumerate(events):
+            event["sequence_number"] = number
+        return [b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events]
+
+
 _ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -158,6 +202,7 @@ class AnthropicMessages:
 DIALECTS: dict[str, Dialect] = {
     "/chat/completions": OpenAIChat(),
     "/embeddings": OpenAIEmbeddings(),
+    "/responses": OpenAIResponses(),
     "/messages": AnthropicMessages(),
 }
 """Answer shapes by the path's last segments; a new API is one more entry."""

@@ -1,28 +1,32 @@
-"""Request bodies between OpenAI's chat shape and Anthropic's Messages API, both ways.
+"""Chat completions in, Anthropic Messages upstream: the ``openai_anthropic`` translator.
 
-``to_anthropic`` serves the outbound Anthropic adapter; ``from_anthropic``
-serves the inbound ``/v1/messages`` route, whose body then travels the
-gateway as an OpenAI body. A field that cannot be carried over raises
-``UnsupportedField`` (400) naming the field and who cannot take it, rather
-than being dropped in a way that changes the answer.
+The request: system and developer messages become ``system``, tool calls and
+results become ``tool_use`` and ``tool_result`` blocks, images become image
+blocks, ``response_format`` with a JSON schema becomes ``output_config``; a
+field that cannot be carried over raises ``UnsupportedField`` (400) naming
+the field and the provider, rather than being dropped in a way that changes
+the answer. The answer and the stream come back as ``chat.completion`` and
+``chat.completion.chunk``s, with Anthropic's cache reads in OpenAI's
+``prompt_tokens_details.cached_tokens``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 
 from ..errors import UnsupportedField
+from ..providers import Provider
+from ..providers.base import Usage
+from ..providers.operations import CHAT, MESSAGES, Operation
+from .base import Context
+
+Chunk = dict[str, Any]
 
 # OpenAI fields with no effect on an Anthropic call (streaming is the adapter's job).
 _IGNORED = frozenset({"stream", "stream_options", "seed", "store", "service_tier", "metadata"})
-_INBOUND_FIELDS = frozenset(
-    {
-        "model", "messages", "system", "max_tokens", "stop_sequences", "temperature",
-        "top_p", "top_k", "tools", "tool_choice", "metadata", "stream", "service_tier",
-    }
-)  # fmt: skip
 
 
 class _Out:
@@ -81,6 +85,15 @@ def _option(field: str, value: Any, who: str, request: dict[str, Any]) -> None:
         request["tools"] = [_tool(tool, f"tools.{i}", who) for i, tool in enumerate(value)]
     elif field == "tool_choice":
         request["tool_choice"] = {**request.get("tool_choice", {}), **_tool_choice(value, who)}
+    elif (
+        field == "response_format"
+        and isinstance(value, dict)
+        and value.get("type") == "json_schema"
+    ):
+        schema = (value.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise UnsupportedField(who, "response_format.json_schema.schema", "a schema is needed")
+        request["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     elif field == "parallel_tool_calls":
         if value is False:
             choice = request.setdefault("tool_choice", {"type": "auto"})
@@ -202,137 +215,181 @@ def _tool_choice(choice: Any, who: str) -> dict[str, Any]:
     raise UnsupportedField(who, "tool_choice", f"{choice!r} has no Anthropic equivalent")
 
 
-# Inbound: Anthropic's request as the gateway's OpenAI body. Only the fields each
-# block is known by are read, so hints such as ``cache_control`` are dropped.
+# Anthropic stop_reason -> OpenAI finish_reason
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
 
-_INBOUND = "the gateway's /v1/messages"
+
+def finish_reason(stop_reason: object) -> str | None:
+    if stop_reason is None:
+        return None
+    return FINISH_REASONS.get(str(stop_reason), "stop")
 
 
-def from_anthropic(body: dict[str, Any]) -> dict[str, Any]:
-    """A validated Anthropic Messages body as an OpenAI chat body (``model`` kept)."""
-    for field in body:
-        if field not in _INBOUND_FIELDS:
-            raise UnsupportedField(_INBOUND, field, "it cannot be carried to every provider")
-    messages: list[dict[str, Any]] = []
-    system = body.get("system")
-    if system:
-        messages.append({"role": "system", "content": _blocks_text(system, "system")})
-    for index, message in enumerate(body["messages"]):
-        messages.extend(_openai_messages(message, f"messages.{index}"))
-    request: dict[str, Any] = {
-        "model": body["model"],
-        "messages": messages,
-        "max_tokens": body["max_tokens"],
+def openai_usage(usage: object) -> dict[str, Any] | None:
+    """Anthropic usage as OpenAI's: the prompt includes the cache reads and writes."""
+    if not isinstance(usage, dict):
+        return None
+    fresh, output = usage.get("input_tokens"), usage.get("output_tokens")
+    if type(fresh) is not int or type(output) is not int:
+        return None
+    cached = usage.get("cache_read_input_tokens") or 0
+    prompt = fresh + cached + (usage.get("cache_creation_input_tokens") or 0)
+    translated: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
     }
-    for field in ("temperature", "top_p", "top_k"):
-        if body.get(field) is not None:
-            request[field] = body[field]
-    if body.get("stop_sequences"):
-        request["stop"] = body["stop_sequences"]
-    if body.get("tools"):
-        request["tools"] = [_openai_tool(t, f"tools.{i}") for i, t in enumerate(body["tools"])]
-    if body.get("tool_choice"):
-        request.update(_openai_tool_choice(body["tool_choice"]))
-    user = (body.get("metadata") or {}).get("user_id")
-    if isinstance(user, str):
-        request["user"] = user
-    if body.get("stream"):
-        request["stream"] = True
-    return request
+    if cached:
+        translated["prompt_tokens_details"] = {"cached_tokens": cached}
+    return translated
 
 
-def _blocks_text(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    texts = []
-    for i, block in enumerate(content):
-        if block.get("type") != "text":
-            raise UnsupportedField(_INBOUND, f"{where}.{i}.type", "only text is allowed here")
-        texts.append(block.get("text", ""))
-    return "\n\n".join(texts)
-
-
-def _openai_messages(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    role, content = message["role"], message["content"]
-    if isinstance(content, str):
-        return [{"role": role, "content": content}]
-    parts: list[dict[str, Any]] = []
+def to_openai_answer(message: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic ``message`` as a ``chat.completion``."""
+    texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for i, block in enumerate(content):
-        kind = block.get("type")
-        if kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
-        elif kind == "image" and role == "user":
-            parts.append(_openai_image(block, f"{where}.content.{i}"))
-        elif kind == "tool_use" and role == "assistant":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
+    for block in message.get("content") or ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
             calls.append(
                 {
                     "id": block.get("id"),
                     "type": "function",
-                    "function": {"name": block.get("name"), "arguments": arguments},
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
                 }
             )
-        elif kind == "tool_result" and role == "user":
-            results.append(_openai_tool_result(block, f"{where}.content.{i}"))
-        elif kind in {"thinking", "redacted_thinking"}:
-            continue  # the model's own reasoning: no other provider can take it back
-        else:
-            raise UnsupportedField(
-                _INBOUND, f"{where}.content.{i}.type", f"block {kind!r} cannot be translated"
+    reply: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not calls else None,
+        "refusal": None,
+    }
+    if calls:
+        reply["tool_calls"] = calls
+    answer: dict[str, Any] = {
+        "id": message.get("id"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": message.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "finish_reason": finish_reason(message.get("stop_reason")) or "stop",
+                "logprobs": None,
+            }
+        ],
+    }
+    usage = openai_usage(message.get("usage"))
+    if usage is not None:
+        answer["usage"] = usage
+    return answer
+
+
+class ChunksFromEvents:
+    """Anthropic stream events in, OpenAI chunks out; ``done`` after ``message_stop``."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self._id = ""
+        self._model = ""
+        self._created = int(time.time())
+        self._usage: dict[str, Any] = {}
+        self._tools: dict[int, int] = {}  # content block index -> tool call index
+
+    def feed(self, event: dict[str, Any]) -> list[Chunk]:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self._id, self._model = str(message.get("id", "")), str(message.get("model", ""))
+            self._usage.update(message.get("usage") or {})
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            return self._block_start(event)
+        if kind == "content_block_delta":
+            return self._block_delta(event)
+        if kind == "message_delta":
+            self._usage.update(
+                {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
             )
-    # Tool results answer the previous assistant turn, so they come before the user's text.
-    translated = list(results)
-    if role == "assistant":
-        text = "".join(part["text"] for part in parts)
-        reply: dict[str, Any] = {"role": "assistant", "content": text or None}
-        if calls:
-            reply["tool_calls"] = calls
-        translated.append(reply)
-    elif parts:
-        translated.append({"role": "user", "content": parts})
-    return translated
+            reason = finish_reason((event.get("delta") or {}).get("stop_reason"))
+            return [self._chunk({}, reason)] if reason else []
+        if kind == "message_stop":
+            self.done = True
+            usage = openai_usage(self._usage)
+            return [self._usage_chunk(usage)] if usage else []
+        return []  # ping, content_block_stop, and event types added after this was written
+
+    def _block_start(self, event: dict[str, Any]) -> list[Chunk]:
+        block = event.get("content_block") or {}
+        if block.get("type") == "text" and block.get("text"):
+            return [self._chunk({"content": block["text"]})]
+        if block.get("type") != "tool_use":
+            return []
+        index = len(self._tools)
+        self._tools[int(event.get("index", 0))] = index
+        call = {
+            "index": index,
+            "id": block.get("id"),
+            "type": "function",
+            "function": {"name": block.get("name"), "arguments": ""},
+        }
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _block_delta(self, event: dict[str, Any]) -> list[Chunk]:
+        delta = event.get("delta") or {}
+        if delta.get("type") == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        tool = self._tools.get(int(event.get("index", 0)))
+        if delta.get("type") == "input_json_delta" and tool is not None:
+            call = {"index": tool, "function": {"arguments": delta.get("partial_json", "")}}
+            return [self._chunk({"tool_calls": [call]})]
+        return []  # thinking and signature deltas have no OpenAI equivalent
+
+    def end(self, usage: Usage) -> list[Chunk]:
+        return []  # message_stop made the last chunks
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+
+    def _usage_chunk(self, usage: dict[str, Any]) -> Chunk:
+        chunk = self._chunk({})
+        chunk["choices"], chunk["usage"] = [], usage
+        return chunk
 
 
-def _openai_image(block: dict[str, Any], where: str) -> dict[str, Any]:
-    source = block.get("source") or {}
-    url: Any
-    if source.get("type") == "base64":
-        url = f"data:{source.get('media_type')};base64,{source.get('data')}"
-    elif source.get("type") == "url":
-        url = source.get("url")
-    else:
-        raise UnsupportedField(_INBOUND, f"{where}.source.type", "use a base64 or url image")
-    return {"type": "image_url", "image_url": {"url": url}}
+class _ChatToMessages:
+    name = "openai_anthropic"
+    inbound: Operation = CHAT
+    outbound: Operation = MESSAGES
+
+    def request(self, body: dict[str, Any], model: str, provider: Provider) -> dict[str, Any]:
+        return to_anthropic(body, model, provider.who, provider.default_max_tokens)
+
+    def answer(self, answer: dict[str, Any], usage: Usage, context: Context) -> dict[str, Any]:
+        return to_openai_answer(answer)
+
+    def stream(self, context: Context) -> ChunksFromEvents:
+        return ChunksFromEvents()
 
 
-def _openai_tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
-    content = block.get("content")
-    text = _blocks_text(content, f"{where}.content") if content else ""
-    if block.get("is_error"):
-        text = f"Error: {text}"
-    return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text}
-
-
-def _openai_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
-    if "input_schema" not in tool:
-        raise UnsupportedField(_INBOUND, f"{where}.type", "only custom tools can be translated")
-    function: dict[str, Any] = {"name": tool.get("name"), "parameters": tool["input_schema"]}
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    return {"type": "function", "function": function}
-
-
-def _openai_tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
-    kind = choice.get("type")
-    translated: dict[str, Any] = {}
-    if kind == "tool":
-        translated["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    elif kind in {"auto", "any", "none"}:
-        translated["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
-    else:
-        raise UnsupportedField(_INBOUND, "tool_choice.type", f"{kind!r} is not a tool choice")
-    if choice.get("disable_parallel_tool_use"):
-        translated["parallel_tool_calls"] = False
-    return translated
+CHAT_TO_MESSAGES = _ChatToMessages()
