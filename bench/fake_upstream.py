@@ -268,16 +268,16 @@ class Pacer:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._due: dict[int, list[UpstreamProtocol]] = {}
-        self._done = self._tick_now()  # ticks up to this one have run
+        self._done = self._tick_now()  # ticks up to this one have been sent
         self._timer: asyncio.TimerHandle | None = None
+        self._wake_tick = 0
+        self._running = False
 
     def now(self) -> float:
         return self._loop.time()
 
     def _tick_now(self) -> int:
-        # The epsilon keeps a timer set for tick T, firing at T * TICK_S, from
-        # reading as T - 1 through float rounding.
-        return math.floor(self._loop.time() / TICK_S + 1e-6)
+        return math.floor(self._loop.time() / TICK_S + 1e-6)  # the epsilon absorbs float rounding
 
     def at(self, when: float, protocol: UpstreamProtocol) -> None:
         """Call ``protocol.send_due()`` at loop time ``when``."""
@@ -287,18 +287,31 @@ class Pacer:
             self._due[tick] = [protocol]
         else:
             due.append(protocol)
-        if self._timer is None:
-            self._timer = self._loop.call_at(tick * TICK_S, self._run)
+        # While running, the run itself sets the next wake-up once it is done.
+        if not self._running and (self._timer is None or tick < self._wake_tick):
+            self._wake_at(tick)
 
     def _run(self) -> None:
         self._timer = None
-        now = self._tick_now()
-        while self._done < now:
-            self._done += 1  # before the sends, which may add to later ticks
-            for protocol in self._due.pop(self._done, ()):
-                protocol.send_due()
+        now = self._done = self._tick_now()  # what the sends add lands on later ticks
+        self._running = True
+        try:
+            for tick in sorted(tick for tick in self._due if tick <= now):
+                for protocol in self._due.pop(tick):
+                    protocol.send_due()
+        finally:
+            self._running = False
         if self._due:
-            self._timer = self._loop.call_at(min(self._due) * TICK_S, self._run)
+            self._wake_at(min(self._due))
+
+    def _wake_at(self, tick: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake_tick = tick
+        # Half a tick late: uvloop truncates a timer's delay to whole
+        # milliseconds, so a timer set for the tick itself can fire while its
+        # clock still reads the tick before, and nothing would be due yet.
+        self._timer = self._loop.call_at((tick + 0.5) * TICK_S, self._run)
 
 
 class UpstreamProtocol(asyncio.Protocol):
