@@ -150,9 +150,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="N,N,...",
         help=f"concurrent streams per step (default {DEFAULT_STREAMS})",
     )
-    parser.add_argument("--chunks", type=int, default=40, help="content events per stream")
-    parser.add_argument("--interval-ms", type=float, default=50.0, help="ms between content events")
-    parser.add_argument("--window", type=float, default=10.0, help="measured seconds per step")
+    parser.add_argument(
+        "--chunks", type=int, default=40, help="content events per stream (default 40)"
+    )
+    parser.add_argument(
+        "--interval-ms", type=float, default=50.0, help="ms between content events (default 50)"
+    )
+    parser.add_argument(
+        "--window", type=float, default=10.0, help="measured seconds per step (default 10)"
+    )
     parser.add_argument(
         "--ramp",
         type=float,
@@ -174,7 +180,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn workers (more than 1 uses --state redis)"
     )
-    parser.add_argument("--state", choices=("memory", "redis"), default="memory")
+    parser.add_argument(
+        "--state",
+        choices=("memory", "redis"),
+        default="memory",
+        help="the gateway's state backend; redis starts a private redis-server on the load core",
+    )
     parser.add_argument(
         "--gateway-config-extra",
         type=json.loads,
