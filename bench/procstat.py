@@ -7,6 +7,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Collection
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -107,14 +108,17 @@ def tree_rss_kib(pids: list[int]) -> int:
     return total
 
 
-def core_times(cpu: int) -> tuple[int, int]:
-    """(busy, total) clock ticks of one core since boot, from /proc/stat."""
-    prefix = f"cpu{cpu} ".encode()
+def core_times(cpus: Collection[int]) -> tuple[int, int]:
+    """(busy, total) clock ticks of some cores since boot, summed, from /proc/stat."""
+    prefixes = tuple(f"cpu{cpu} ".encode() for cpu in cpus)
+    busy = total = 0
     with open("/proc/stat", "rb") as f:
         for line in f:
-            if line.startswith(prefix):
+            if line.startswith(prefixes):
                 # user nice system idle iowait irq softirq steal (guest is in user)
                 ticks = [int(v) for v in line.split()[1:9]]
-                total = sum(ticks)
-                return total - ticks[3] - ticks[4], total
-    raise RuntimeError(f"no cpu{cpu} line in /proc/stat")
+                total += sum(ticks)
+                busy += sum(ticks) - ticks[3] - ticks[4]
+    if not total:
+        raise RuntimeError(f"no line for cores {sorted(cpus)} in /proc/stat")
+    return busy, total

@@ -12,6 +12,9 @@ DIRECT = "direct"
 # Above this share of busy time the load core (clients and fake upstream)
 # may be what limits a step, not the target.
 LOAD_BUSY_LIMIT = 0.9
+# Above this share of the gateway's cores used by other processes, the
+# target did not have its cores to itself.
+GATEWAY_OTHERS_LIMIT = 0.1
 # Direct streams per second below this share of the ideal rate: the load
 # generator or the fake upstream cannot keep up with N on their core.
 DIRECT_RATE_FLOOR = 0.9
@@ -25,6 +28,8 @@ class Measured:
     rss_peak_kib: int | None  # highest sum of VmRSS over the tree, ramp and window
     rss_idle_kib: int | None  # before the first step
     load_busy: float  # share of the load core's time not idle
+    gateway_cores_busy: float  # the same for the gateway's cores, averaged
+    gateway_cores: int
     clients_cpu_s: float  # the load generator's process
     upstream_cpu_s: float  # the fake upstream's process
 
@@ -65,6 +70,10 @@ class Row:
     rss_peak_mib: float | None
     kib_per_stream: float | None
     load_busy: float
+    gateway_cores_busy: float
+    # Share of the gateway's cores used by processes other than the target
+    # (None when the target's processes are unknown).
+    gateway_cores_others: float | None
     clients_cpu_share: float
     upstream_cpu_share: float
     window_s: float
@@ -120,6 +129,12 @@ def _row(step: Step, direct: Row | None) -> Row:
             else None
         ),
         load_busy=m.load_busy,
+        gateway_cores_busy=m.gateway_cores_busy,
+        gateway_cores_others=(
+            max(0.0, m.gateway_cores_busy - cpu / window / m.gateway_cores)
+            if cpu is not None
+            else None
+        ),
         clients_cpu_share=m.clients_cpu_s / window,
         upstream_cpu_share=m.upstream_cpu_s / window,
         window_s=window,
@@ -164,13 +179,19 @@ def warnings(
     for row in rows:
         at = f"{row.target} N={row.streams}"
         if row.load_busy > LOAD_BUSY_LIMIT:
-            others = max(0.0, row.load_busy - row.clients_cpu_share - row.upstream_cpu_share)
+            rest = max(0.0, row.load_busy - row.clients_cpu_share - row.upstream_cpu_share)
             found.append(
                 f"{at}: the load core was {row.load_busy:.0%} busy (clients "
                 f"{row.clients_cpu_share:.0%}, fake upstream {row.upstream_cpu_share:.0%}, "
-                f"other processes {others:.0%}): "
+                f"other processes {rest:.0%}): "
                 "the load side, not the target, may be the limit here; "
                 "read this row's rates and latencies as bounds, not as the target's"
+            )
+        others = row.gateway_cores_others
+        if row.target != DIRECT and others is not None and others > GATEWAY_OTHERS_LIMIT:
+            found.append(
+                f"{at}: other processes used {others:.0%} of the gateway core(s): the target "
+                "had less than its core(s), so this row is worse than on a quiet machine"
             )
         if row.failed or row.failed_in_ramp:
             reasons = ", ".join(f"{n} {why}" for why, n in row.failures.items()) or "none"

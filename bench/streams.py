@@ -21,6 +21,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,22 +51,39 @@ SETTLE_MAX_S = 10.0  # after a step, at most this long for the servers to go qui
 QUIET_SHARE = 0.03  # a server using less CPU than this is quiet
 
 
-class ProcMeter:
-    """Reads the target's process tree, this process, the fake upstream and
-    the load core from /proc around one step's window (a ``streamload.Meter``)."""
+@dataclass(frozen=True)
+class Reading:
+    target_s: float  # CPU seconds of the target's processes
+    clients_s: float  # of this process
+    upstream_s: float  # of the fake upstream
+    load_core: tuple[int, int]  # (busy, total) ticks
+    gateway_cores: tuple[int, int]
 
-    def __init__(self, target_pids: list[int], upstream_pid: int, load_cpu: int) -> None:
+
+class ProcMeter:
+    """Reads the target's processes, this process, the fake upstream and the
+    load and gateway cores from /proc around one step's window (a
+    ``streamload.Meter``), and samples the target's RSS."""
+
+    def __init__(
+        self, target_pids: list[int], upstream_pid: int, load_cpu: int, gateway_cpus: set[int]
+    ) -> None:
         self._target = target_pids
         self._upstream = upstream_pid
         self._load_cpu = load_cpu
+        self._gateway_cpus = gateway_cpus
         self._peak = 0
-        self._start: tuple[float, float, float, int, int] | None = None
-        self.window: tuple[float, float, float, float] | None = None
+        self._start: Reading | None = None
+        self._end: Reading | None = None
 
-    def _read(self) -> tuple[float, float, float, int, int]:
-        busy, total = core_times(self._load_cpu)
-        own = time.process_time()
-        return tree_cpu_seconds(self._target), own, tree_cpu_seconds([self._upstream]), busy, total
+    def _read(self) -> Reading:
+        return Reading(
+            tree_cpu_seconds(self._target),
+            time.process_time(),
+            tree_cpu_seconds([self._upstream]),
+            core_times([self._load_cpu]),
+            core_times(self._gateway_cpus),
+        )
 
     def sample(self) -> None:
         if self._target:
@@ -75,22 +93,25 @@ class ProcMeter:
         self._start = self._read()
 
     def stop(self) -> None:
-        assert self._start is not None
-        end = self._read()
-        target, own, upstream, busy, total = (b - a for a, b in zip(self._start, end, strict=True))
-        self.window = (target, own, upstream, busy / total if total else 0.0)
+        self._end = self._read()
 
     def measured(self, rss_idle_kib: int | None) -> Measured:
-        assert self.window is not None
-        target, own, upstream, load_busy = self.window
+        start, end = self._start, self._end
+        assert start is not None and end is not None
         self.sample()
+
+        def busy(a: tuple[int, int], b: tuple[int, int]) -> float:
+            return (b[0] - a[0]) / (b[1] - a[1]) if b[1] > a[1] else 0.0
+
         return Measured(
-            target_cpu_s=target if self._target else None,
+            target_cpu_s=end.target_s - start.target_s if self._target else None,
             rss_peak_kib=self._peak if self._target else None,
             rss_idle_kib=rss_idle_kib,
-            load_busy=load_busy,
-            clients_cpu_s=own,
-            upstream_cpu_s=upstream,
+            load_busy=busy(start.load_core, end.load_core),
+            gateway_cores_busy=busy(start.gateway_cores, end.gateway_cores),
+            gateway_cores=len(self._gateway_cpus),
+            clients_cpu_s=end.clients_s - start.clients_s,
+            upstream_cpu_s=end.upstream_s - start.upstream_s,
         )
 
 
@@ -293,7 +314,7 @@ def main(argv: list[str]) -> None:
                 load = Load(
                     target.url, STREAM_BODY, target.api_key, args.chunks, args.ramp, args.window
                 )
-                meter = ProcMeter(trees[target.name], upstream.pid, load_cpu)
+                meter = ProcMeter(trees[target.name], upstream.pid, load_cpu, gateway_cpus)
                 result = run_step(load, count, meter)
                 alive()
                 step = Step(target.name, result, meter.measured(idle[target.name]))
