@@ -21,6 +21,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,64 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def run_meta(
+    args: argparse.Namespace,
+    gateway_cpus: set[int],
+    load_cpu: int,
+    other: Target | None,
+    open_files: int,
+) -> dict[str, Any]:
+    return {
+        **host_meta(),
+        "streams": args.counts,
+        "chunks": args.chunks,
+        "interval_ms": args.interval_ms,
+        "window_s": args.window,
+        "ramp_s": args.ramp,
+        "workers": args.workers,
+        "state_backend": args.state,
+        "config_extra": args.gateway_config_extra,
+        "gateway_cpus": cpu_list(gateway_cpus),
+        "load_cpu": load_cpu,
+        "other_gateway_url": other.url if other else None,
+        "open_files_limit": open_files,
+    }
+
+
+def run_steps(
+    args: argparse.Namespace,
+    targets: list[Target],
+    upstream_pid: int,
+    cores: tuple[set[int], int],
+    alive: Callable[[], None],
+) -> list[Step]:
+    """Every N, every target in turn; ``cores``: the gateway's and the load's."""
+    gateway_cpus, load_cpu = cores
+    # Idle: started and has served a stream, no load yet.
+    trees = {t.name: process_tree(t.pid) if t.pid else [] for t in targets}
+    idle = {name: tree_rss_kib(pids) if pids else None for name, pids in trees.items()}
+    steps = []
+    for count in args.counts:
+        for target in targets:
+            load = Load(
+                target.url, STREAM_BODY, target.api_key, args.chunks, args.ramp, args.window
+            )
+            meter = ProcMeter(trees[target.name], upstream_pid, load_cpu, gateway_cpus)
+            result = run_step(load, count, meter)
+            alive()
+            step = Step(target.name, result, meter.measured(idle[target.name]))
+            steps.append(step)
+            tally = result.tally
+            progress(
+                f"N={count:<5} {target.name:8} {tally.completed / result.window_s:8,.1f} "
+                f"streams/s  {tally.chunks / result.window_s:9,.0f} chunks/s  "
+                f"failed {sum(tally.failures.values())}  "
+                f"load core {step.measured.load_busy:.0%}"
+            )
+            settle([upstream_pid, *trees[target.name]])
+    return steps
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     available = sorted(os.sched_getaffinity(0))
@@ -257,21 +316,7 @@ def main(argv: list[str]) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     ideal_s = (args.chunks + 1) * args.interval_ms / 1000
-    meta: dict[str, Any] = {
-        **host_meta(),
-        "streams": args.counts,
-        "chunks": args.chunks,
-        "interval_ms": args.interval_ms,
-        "window_s": args.window,
-        "ramp_s": args.ramp,
-        "workers": args.workers,
-        "state_backend": args.state,
-        "config_extra": args.gateway_config_extra,
-        "gateway_cpus": cpu_list(gateway_cpus),
-        "load_cpu": load_cpu,
-        "other_gateway_url": other.url if other else None,
-        "open_files_limit": open_files,
-    }
+    meta = run_meta(args, gateway_cpus, load_cpu, other, open_files)
     with (
         tempfile.TemporaryDirectory(prefix="gateway-streams-") as tmp_name,
         contextlib.ExitStack() as stack,
@@ -299,34 +344,17 @@ def main(argv: list[str]) -> None:
             check_stream(target, args.chunks)
         if args.workers > 1:
             time.sleep(1)  # every worker up, not only the first to answer
-        # Idle: started and has served a stream, no load yet.
-        trees = {t.name: process_tree(t.pid) if t.pid else [] for t in targets}
-        idle = {name: tree_rss_kib(pids) if pids else None for name, pids in trees.items()}
-        meta["rss_idle_mib"] = {n: kib / 1024 for n, kib in idle.items() if kib is not None}
 
         def alive() -> None:
             ensure_running(upstream, "fake upstream", tmp / "upstream.out")
             ensure_running(gateway.proc, "gateway", gateway.log)
 
-        steps = []
-        for count in args.counts:
-            for target in targets:
-                load = Load(
-                    target.url, STREAM_BODY, target.api_key, args.chunks, args.ramp, args.window
-                )
-                meter = ProcMeter(trees[target.name], upstream.pid, load_cpu, gateway_cpus)
-                result = run_step(load, count, meter)
-                alive()
-                step = Step(target.name, result, meter.measured(idle[target.name]))
-                steps.append(step)
-                tally = result.tally
-                progress(
-                    f"N={count:<5} {target.name:8} {tally.completed / result.window_s:8,.1f} "
-                    f"streams/s  {tally.chunks / result.window_s:9,.0f} chunks/s  "
-                    f"failed {sum(tally.failures.values())}  "
-                    f"load core {step.measured.load_busy:.0%}"
-                )
-                settle([upstream.pid, *trees[target.name]])
+        steps = run_steps(args, targets, upstream.pid, (gateway_cpus, load_cpu), alive)
+    meta["rss_idle_mib"] = {
+        s.target: s.measured.rss_idle_kib / 1024
+        for s in steps
+        if s.measured.rss_idle_kib is not None
+    }
 
     print(markdown(steps, meta, ideal_s))
     if args.json:
