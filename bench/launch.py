@@ -8,6 +8,7 @@ benchmark starts the gateway the same way.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ipaddress
 import json
@@ -58,6 +59,24 @@ def other_target(url: str, api_key: str | None, pid: int | None = None) -> Targe
     if not path.endswith(CHAT_PATH):
         path += "/chat/completions" if path.endswith("/v1") else CHAT_PATH
     return Target("other", f"http://{host}:{parts.port}{path}", api_key, pid)
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """The options every run shares: another gateway to compare, the fake
+    upstream's port, the gateway's state backend."""
+    parser.add_argument(
+        "--gateway-url", help="also measure this OpenAI-compatible gateway (loopback only)"
+    )
+    parser.add_argument("--gateway-key", help="bearer key sent to --gateway-url")
+    parser.add_argument(
+        "--upstream-port", type=int, help="fixed fake upstream port, for --gateway-url's config"
+    )
+    parser.add_argument(
+        "--state",
+        choices=("memory", "redis"),
+        default="memory",
+        help="the gateway's state backend; redis starts a private redis-server on the load core",
+    )
 
 
 def host_meta() -> dict[str, object]:

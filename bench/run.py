@@ -31,6 +31,7 @@ import streams
 from launch import (
     CHAT_PATH,
     Target,
+    add_stack_options,
     gateway_config,
     host_meta,
     other_target,
@@ -239,19 +240,7 @@ def parse_args() -> argparse.Namespace:
         metavar="N",
         help="also send N requests through the gateway and report RSS",
     )
-    parser.add_argument(
-        "--gateway-url", help="also benchmark this OpenAI-compatible gateway (loopback only)"
-    )
-    parser.add_argument("--gateway-key", help="bearer key sent to --gateway-url")
-    parser.add_argument(
-        "--upstream-port", type=int, help="fixed fake upstream port, for --gateway-url's config"
-    )
-    parser.add_argument(
-        "--state",
-        choices=("memory", "redis"),
-        default="memory",
-        help="the gateway's state backend; redis starts a private redis-server on the load core",
-    )
+    add_stack_options(parser)
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     parser.add_argument(
         "--streams",

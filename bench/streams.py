@@ -31,6 +31,7 @@ from launch import (
     CHAT_PATH,
     PROVIDER,
     Target,
+    add_stack_options,
     cpu_list,
     gateway_config,
     host_meta,
@@ -190,23 +191,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run for CI: N=4 and 16, short streams, 1 s"
     )
     parser.add_argument(
-        "--gateway-url", help="also measure this OpenAI-compatible gateway (loopback only)"
-    )
-    parser.add_argument("--gateway-key", help="bearer key sent to --gateway-url")
-    parser.add_argument(
         "--gateway-pid", type=int, help="pid of --gateway-url's process, for its CPU and memory"
     )
     parser.add_argument(
-        "--upstream-port", type=int, help="fixed fake upstream port, for --gateway-url's config"
-    )
-    parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn workers (more than 1 uses --state redis)"
-    )
-    parser.add_argument(
-        "--state",
-        choices=("memory", "redis"),
-        default="memory",
-        help="the gateway's state backend; redis starts a private redis-server on the load core",
     )
     parser.add_argument(
         "--gateway-config-extra",
@@ -216,6 +204,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f'merged into the gateway config, e.g. \'{{"providers": {{"{PROVIDER}": '
         '{"max_connections": 5000}}}\'',
     )
+    add_stack_options(parser)
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.quick:
