@@ -1,11 +1,13 @@
-"""CPU time and resident memory of a process, read from /proc (Linux only)."""
+"""CPU time and resident memory of processes, and how busy a core is, from /proc (Linux only)."""
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Collection
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -66,3 +68,57 @@ class RssSampler:
             with self._lock:
                 self._times.append(time.monotonic())
                 self._values.append(value)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's workers), from one scan of /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited while we looked
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def tree_rss_kib(pids: list[int]) -> int:
+    """Sum of VmRSS: pages the processes share are counted once per process."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, RuntimeError):
+            total += rss_kib(pid)
+    return total
+
+
+def core_times(cpus: Collection[int]) -> tuple[int, int]:
+    """(busy, total) clock ticks of some cores since boot, summed, from /proc/stat."""
+    prefixes = tuple(f"cpu{cpu} ".encode() for cpu in cpus)
+    busy = total = 0
+    with open("/proc/stat", "rb") as f:
+        for line in f:
+            if line.startswith(prefixes):
+                # user nice system idle iowait irq softirq steal (guest is in user)
+                ticks = [int(v) for v in line.split()[1:9]]
+                total += sum(ticks)
+                busy += sum(ticks) - ticks[3] - ticks[4]
+    if not total:
+        raise RuntimeError(f"no line for cores {sorted(cpus)} in /proc/stat")
+    return busy, total

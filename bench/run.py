@@ -2,6 +2,7 @@
 
     python bench/run.py [--duration S] [--rounds N] [--quick] [--soak N]
                         [--gateway-url URL] [--json FILE]
+    python bench/run.py --streams [N,N,...] [options]   (bench/streams.py)
 
 The gateway (uvicorn src.app:app, one worker) is pinned to one core; the fake
 upstream, wrk, the TTFT probe and this script share the other. Rounds go
@@ -13,24 +14,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import math
 import os
-import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
+import streams
+from launch import (
+    CHAT_PATH,
+    Target,
+    add_stack_options,
+    backend_name,
+    gateway_config,
+    host_meta,
+    other_target,
+    start_fake_upstream,
+    start_gateway,
+    start_redis,
+    write_config,
+)
 from probe import NONSTREAM_BODY, STREAM_BODY, HttpProbe
 from procstat import RssSampler, cpu_seconds, rss_kib
 from report import (
@@ -47,26 +57,14 @@ from report import (
     percentile,
     to_json,
 )
-from servers import HOST, ensure_running, fail, free_port, managed, wait_for_port, wait_healthy
+from servers import HOST, ensure_running, fail, progress
 from wrkload import run_wrk
 
-BENCH_DIR = Path(__file__).parent
-REPO_ROOT = BENCH_DIR.parent
-CHAT_PATH = "/v1/chat/completions"
-UPSTREAM_KEY = "bench-key"
 SOAK_CONCURRENCY = 16
 SOAK_CHUNK_S = 5
 # Hard bound on a soak, whatever N is asked for.
 SOAK_MAX_S = 1800.0
 TTFT_BUDGET_S = 60.0
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    url: str  # the chat-completions URL itself
-    api_key: str | None = None
-    pid: int | None = None  # only known for the gateway this script starts
 
 
 @dataclass(frozen=True)
@@ -76,49 +74,6 @@ class Plan:
     concurrency: tuple[int, ...]
     warmup_s: int
     ttft_samples: int
-
-
-def progress(message: str) -> None:
-    # Progress goes to stderr so that stdout is only the markdown report.
-    print(message, file=sys.stderr, flush=True)
-
-
-def gateway_config(
-    upstream_port: int, log_file: Path, redis_url: str | None, redis_mode: str = "standalone"
-) -> dict[str, object]:
-    state = {"backend": "redis", "redis_mode": redis_mode, "redis_url": redis_url}
-    state |= {"key_prefix": "bench:"}
-    return {
-        "state": state if redis_url else {"backend": "memory"},
-        "providers": {
-            "upstream": {
-                "type": "openai",
-                "base_url": f"http://{HOST}:{upstream_port}/v1",
-                "api_key_env": "BENCH_UPSTREAM_KEY",
-                "timeout_s": 30,
-            }
-        },
-        "aliases": {"default-chat": {"provider": "upstream", "model": "fake-model"}},
-        # Far above anything one core can serve: the limiter must not shape the load.
-        "rate_limit": {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000},
-        "log_file": str(log_file),
-    }
-
-
-def other_target(url: str, api_key: str | None) -> Target:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    # Load is only ever generated against this machine.
-    if parts.scheme != "http" or not loopback or parts.port is None:
-        fail(f"--gateway-url must be http://<loopback address>:<port>[/v1], got {url!r}")
-    path = parts.path.rstrip("/")
-    if not path.endswith(CHAT_PATH):
-        path += "/chat/completions" if path.endswith("/v1") else CHAT_PATH
-    return Target("other", f"http://{host}:{parts.port}{path}", api_key)
 
 
 def check_target(target: Target) -> None:
@@ -249,23 +204,9 @@ def meta(
     wrk_version = subprocess.run(
         ["wrk", "--version"], capture_output=True, text=True, check=False
     ).stdout
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
-    )
-    cpu_model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.machine(),
-    )
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": commit.stdout.strip() or None,
-        "python": platform.python_version(),
+        **host_meta(),
         "wrk": wrk_version.splitlines()[0] if wrk_version else None,
-        "cpu_model": cpu_model,
         "gateway_cpu": cores[0],
         "load_cpu": cores[1],
         "duration_s": plan.duration_s,
@@ -274,49 +215,6 @@ def meta(
         "other_gateway_url": other_url,
         "state_backend": state,
     }
-
-
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too."""
-    while True:
-        port = free_port()
-        with socket.socket() as bus:
-            try:
-                bus.bind((HOST, port + 10_000))
-            except (OSError, OverflowError):
-                continue
-        return port
-
-
-def start_redis(stack: contextlib.ExitStack, tmp: Path, cpu: int, cluster: bool = False) -> str:
-    """A private redis-server (no persistence) on the load core, for ``--state redis``; with
-    ``cluster``, three of them made one Redis Cluster (``--redis-cluster``)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        fail("--state redis needs redis-server on the PATH (apt-get install -y redis-server)")
-    ports = []
-    for index in range(3 if cluster else 1):
-        port = free_cluster_port() if cluster else free_port()
-        log = tmp / f"redis-{index}.out"
-        cmd = ["taskset", "-c", str(cpu), binary, "--port", str(port), "--bind", HOST]
-        cmd += ["--save", "", "--appendonly", "no", "--dir", str(tmp)]
-        if cluster:
-            cmd += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
-        redis = stack.enter_context(managed(cmd, log, REPO_ROOT))
-        wait_for_port(redis, port, "redis-server", log)
-        ports.append(port)
-    if cluster:
-        cli = shutil.which("redis-cli") or fail("--redis-cluster needs redis-cli on the PATH")
-        nodes = [f"{HOST}:{port}" for port in ports]
-        create = [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
-        subprocess.run(create, check=True, capture_output=True, timeout=60)
-        check = [cli, "--cluster", "check", nodes[0]]
-        deadline = time.monotonic() + 30
-        while subprocess.run(check, capture_output=True, check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                fail("the Redis Cluster did not become ready within 30 s")
-            time.sleep(0.2)
-    return f"redis://{HOST}:{ports[0]}/0"
 
 
 def parse_args() -> argparse.Namespace:
@@ -342,34 +240,24 @@ def parse_args() -> argparse.Namespace:
         metavar="N",
         help="also send N requests through the gateway and report RSS",
     )
-    parser.add_argument(
-        "--gateway-url", help="also benchmark this OpenAI-compatible gateway (loopback only)"
-    )
-    parser.add_argument("--gateway-key", help="bearer key sent to --gateway-url")
-    parser.add_argument(
-        "--upstream-port", type=int, help="fixed fake upstream port, for --gateway-url's config"
-    )
-    parser.add_argument(
-        "--state",
-        choices=("memory", "redis"),
-        default="memory",
-        help="the gateway's state backend; redis starts a private redis-server on the load core",
-    )
-    parser.add_argument(
-        "--redis-cluster",
-        action="store_true",
-        help="with --state redis: a Redis Cluster of three primaries instead of one server",
-    )
+    add_stack_options(parser)
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    parser.add_argument(
+        "--streams",
+        nargs="?",
+        metavar="N,N,...",
+        help="many-streams mode instead; its options: python bench/run.py --streams --help",
+    )
     args = parser.parse_args()
-    if args.redis_cluster and args.state != "redis":
-        parser.error("--redis-cluster needs --state redis")
     if args.duration < 1 or args.rounds < 0 or (args.soak is not None and args.soak < 1):
         parser.error("--duration and --soak must be >= 1, --rounds >= 0")
     return args
 
 
 def main() -> None:
+    if any(arg == "--streams" or arg.startswith("--streams=") for arg in sys.argv[1:]):
+        streams.main(sys.argv[1:])
+        return
     args = parse_args()
     plan = (
         Plan(duration_s=1, rounds=1, concurrency=(1, 16), warmup_s=1, ttft_samples=20)
@@ -396,39 +284,22 @@ def main() -> None:
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
-        upstream_port = args.upstream_port or free_port()
-        upstream_log = tmp / "upstream.out"
-        cmd = ["taskset", "-c", str(cores[1]), sys.executable, str(BENCH_DIR / "fake_upstream.py")]
-        cmd += ["--port", str(upstream_port)]
-        upstream = stack.enter_context(managed(cmd, upstream_log, REPO_ROOT))
-        wait_for_port(upstream, upstream_port, "fake upstream", upstream_log)
-
-        redis_url = None
-        if args.state == "redis":
-            redis_url = start_redis(stack, tmp, cores[1], args.redis_cluster)
-        mode = "cluster" if args.redis_cluster else "standalone"
-        backend_name = "redis-cluster" if args.redis_cluster else args.state
-        config_path = tmp / "gateway.json"
-        config_path.write_text(
-            json.dumps(
-                gateway_config(upstream_port, tmp / "gateway.log", redis_url, mode), indent=2
-            )
+        upstream, upstream_port = start_fake_upstream(
+            stack, tmp / "upstream.out", cores[1], args.upstream_port
         )
-        gateway_port = free_port()
-        gateway_log = tmp / "gateway.out"
-        env = {**os.environ, "GATEWAY_CONFIG": str(config_path), "BENCH_UPSTREAM_KEY": UPSTREAM_KEY}
-        cmd = ["taskset", "-c", str(cores[0]), sys.executable, "-m", "uvicorn", "src.app:app"]
-        # The gateway as README starts it: with its own HTTP layer (slow-client cut, head limit).
-        cmd += ["--http", "src.edge.protocol:GatewayProtocol"]
-        cmd += ["--host", HOST, "--port", str(gateway_port), "--no-access-log"]
-        started_at = time.perf_counter()
-        gateway = stack.enter_context(managed(cmd, gateway_log, REPO_ROOT, env))
-        startup_s = wait_healthy(gateway, gateway_port, started_at, gateway_log)
-        progress(f"gateway pid {gateway.pid} healthy after {startup_s:.2f} s")
+        redis_url = (
+            start_redis(stack, tmp, cores[1], args.redis_cluster) if args.state == "redis" else None
+        )
+        mode = "cluster" if args.redis_cluster else "standalone"
+        config = gateway_config(upstream_port, tmp / "gateway.log", redis_url, redis_mode=mode)
+        config_path = write_config(tmp / "gateway.json", config)
+        gateway = start_gateway(stack, config_path, tmp / "gateway.out", {cores[0]})
+        startup_s = gateway.startup_s
+        progress(f"gateway pid {gateway.proc.pid} healthy after {startup_s:.2f} s")
 
         targets = [
             Target(DIRECT, f"http://{HOST}:{upstream_port}{CHAT_PATH}"),
-            Target(GATEWAY, f"http://{HOST}:{gateway_port}{CHAT_PATH}", pid=gateway.pid),
+            Target(GATEWAY, f"http://{HOST}:{gateway.port}{CHAT_PATH}", pid=gateway.proc.pid),
         ]
         if other is not None:
             targets.append(other)
@@ -437,16 +308,16 @@ def main() -> None:
         # "Idle" = started and has served one request of each kind (so lazy
         # imports and pools exist), but no load yet.
         results = Results(
-            meta(plan, cores, other.url if other else None, backend_name),
+            meta(plan, cores, other.url if other else None, backend_name(args)),
             startup_s,
-            mib(rss_kib(gateway.pid)),
+            mib(rss_kib(gateway.proc.pid)),
         )
 
         def alive() -> None:
-            ensure_running(upstream, "fake upstream", upstream_log)
-            ensure_running(gateway, "gateway", gateway_log)
+            ensure_running(upstream, "fake upstream", tmp / "upstream.out")
+            ensure_running(gateway.proc, "gateway", gateway.log)
 
-        sampler = RssSampler(gateway.pid)
+        sampler = RssSampler(gateway.proc.pid)
         sampler.start()
         stack.callback(sampler.stop)
 

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,11 @@ from typing import NoReturn
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60.0
+
+
+def progress(message: str) -> None:
+    # Progress goes to stderr so that stdout is only the markdown report.
+    print(message, file=sys.stderr, flush=True)
 
 
 def fail(message: str) -> NoReturn:

@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from launch import gateway_command
 from servers import HOST, fail, free_port, managed, wait_for_port, wait_healthy
 from wrkload import run_wrk
 
@@ -69,10 +70,8 @@ def measure(
     port = free_port()
     env = {**os.environ, "GATEWAY_CONFIG": str(config_path), "BENCH_UPSTREAM_KEY": "bench-key"}
     env.pop("WEB_CONCURRENCY", None)
-    cmd = [sys.executable, "-m", "uvicorn", "src.app:app", "--host", HOST, "--port", str(port)]
-    cmd += ["--no-access-log", "--workers", str(workers)]
     log = tmp / "gateway.out"
-    with managed(cmd, log, REPO_ROOT, env) as gateway:
+    with managed(gateway_command(port, workers=workers), log, REPO_ROOT, env) as gateway:
         wait_healthy(gateway, port, time.perf_counter(), log)
         time.sleep(1)  # every worker up, not only the first to answer
         url = f"http://{HOST}:{port}{CHAT_PATH}"
