@@ -63,7 +63,7 @@ async def stored_response(request: Request) -> Response:
     try:
         client = _caller(gateway, request)
         provider = _keeper(gateway, client)
-        path = "/responses/" + request.path_params["rest"]
+        path = request.url.path.removeprefix("/v1")
         content = await provider.stored(request.method, path, request.url.query.encode())
     except AttemptFailed as exc:
         return OPENAI.error_response(UpstreamError(exc.message))

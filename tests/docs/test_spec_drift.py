@@ -121,7 +121,8 @@ def served_endpoints(app: GatewayApp) -> set[str]:
             methods = set(route.methods or ())
             if "GET" in methods:
                 methods.discard("HEAD")
-            served.update(f"{method} {route.path}" for method in methods)
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # {id:path} is written {id}
+            served.update(f"{method} {path}" for method in methods)
         elif isinstance(route, Mount):
             served.add(f"GET {route.path}/{{path}}")
         elif isinstance(route, WebSocketRoute):
