@@ -90,6 +90,10 @@ class GatewayError(Exception):
     type: str = "internal_error"
     # Set on refusals by a rule (limits, budgets, policies, the cost ceiling).
     rule: RuleInfo | None = None
+    # True once the client's request limit accounts for the request (it was admitted, or
+    # the limit itself refused it); a refusal of a known client that is not yet counted
+    # is counted as it is answered, so refusals cannot be had for free.
+    counted: bool = False
 
     def __init__(
         self,

@@ -4,11 +4,12 @@
 The wrapper makes the ``Call`` (the gateway the request runs on, taken once so
 that a reload does not touch a running request; its telemetry record; its
 client once known), answers a refusal in the route's dialect with the
-client's limit headers, records a client that left (499) or a gateway fault
-(500), and writes the telemetry line once, unless the handler handed the
-record to a stream (``Call.stream``), which writes it when the stream ends.
-``serve`` is what a handler does once it has its ``Inbound`` request: admit,
-then answer whole or streamed.
+client's limit headers (a refusal of a known client counts against its
+request limit, so an over-limit client gets 429 whatever it sends), records
+a client that left (499) or a gateway fault (500), and writes the telemetry
+line once, unless the handler handed the record to a stream (``Call.stream``),
+which writes it when the stream ends. ``serve`` is what a handler does once it
+has its ``Inbound`` request: admit, then answer whole or streamed.
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ def endpoint(path: str, dialect: Dialect) -> Callable[[Handler], Route]:
             try:
                 return await handle(call, request)
             except GatewayError as exc:
-                headers = await refusal_headers(call.gateway, record, exc, call.client)
-                return dialect.error_response(exc, headers)
+                error = exc
+                if call.client is not None and not exc.counted:
+                    error = await call.gateway.count_refusal(record, call.client, exc)
+                headers = await refusal_headers(call.gateway, record, error, call.client)
+                return dialect.error_response(error, headers)
             except asyncio.CancelledError:
                 record.status, record.outcome = 499, "client_disconnected"
                 raise
@@ -104,17 +108,19 @@ async def serve(
     stream: EncoderFor | None,
     completes: bool = True,
     budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+    choices: int = 1,
 ) -> Answer:
     """Admit the request, then answer it whole or (``stream``: how to encode it) streamed.
 
-    ``prompt`` is the approximate prompt, ``budget`` the completion the client allows.
+    ``prompt`` is the approximate prompt, ``budget`` the completion the client allows for
+    each of the answer's ``choices``.
     """
     gateway, record = call.gateway, call.record
     assert call.client is not None
     ticket = await gateway.admit(
         record, call.client, inbound.model, prompt, budget, inbound.body,
         use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=completes,
-        budget_fields=budget_fields,
+        budget_fields=budget_fields, choices=choices,
     )  # fmt: skip
     if ticket.body_changed:
         inbound.raw = None

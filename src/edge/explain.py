@@ -6,10 +6,13 @@ and alias, the targets in the order they would be tried (with their circuit
 states and quotes), every policy that matches and what it would do, each
 limit and budget with what remains, the approximate prompt, the price quote,
 and the outcome: ``allowed``, or the refusal the request would get. No
-provider is called, no limit or budget is counted, no hook runs, and no
-telemetry line is written.
+provider is called, no tokens or budget are counted (the explain itself is
+one request, below), no hook runs, and no telemetry line is written.
 
-A client key explains its own requests only. The admin key (the variable
+A client's explain counts as one request against its request limit (no
+tokens), before its body is read: over the limit it is refused (429) like
+any call, and the limits it reports include it. A client key explains its
+own requests only. The admin key (the variable
 named by ``admin_key_env``) explains any client's (named by ``X-Client-Id``)
 and sees more: every policy and routing rule, matched or not, and each
 target's breaker in full.
@@ -31,7 +34,13 @@ from ..observability.telemetry import CallRecord
 from ..pipeline import tokens
 from ..pipeline.cost import Quote, quote
 from ..pipeline.gateway import Gateway
-from ..pipeline.refusals import budget_refusal, ceiling_refusal, rate_refusal, reset_in
+from ..pipeline.refusals import (
+    budget_refusal,
+    ceiling_refusal,
+    minute_refusal,
+    rate_refusal,
+    reset_in,
+)
 from ..routing.breaker import now
 from ..state.limiter import WINDOW_S, Decision
 from ..state.spend import BudgetDecision, Spend
@@ -48,8 +57,12 @@ async def explain(request: Request) -> Response:
         guard: AdminGuard = request.app.state.admin
         admin = guard.is_admin(request)
         client_id, client = _client(gateway, request, admin)
-        body = await read_json(request, gateway.config.max_body_bytes)
-        chat = validate_body(ChatCompletionRequest, body)
+        if not admin:  # a client's explain is a request like any other (no tokens)
+            over = await gateway.count_request(client_id, client)
+            if over is not None:
+                raise over
+        body = await read_json(request, gateway.config)
+        chat = await validate_body(ChatCompletionRequest, body)
         report = await Explanation(gateway, client_id, client, admin).run(
             chat, body, use_case_of(request), ceiling_of(request)
         )
@@ -103,7 +116,7 @@ class Explanation:
         ceiling: float | None,
     ) -> dict[str, Any]:
         gateway, client = self.gateway, self.client
-        prompt = tokens.prompt_tokens(body["messages"])
+        prompt = await tokens.prompt_tokens_async(body["messages"])
         report: dict[str, Any] = {
             "object": "explanation",
             "viewer": "admin" if self.admin else "client",
@@ -134,12 +147,17 @@ class Explanation:
                 PromptTooLarge(f"The prompt is about {prompt} tokens; the limit is {cap}.")
             )
         completion = chat.completion_budget()
+        choices = chat.choices()
         try:
-            completion = client.cap_completion(dict(body), completion)
+            completion = client.cap_completion(dict(body), completion, choices=choices)
         except GatewayError as exc:
             self._refuse(exc)
-        completion = completion if completion is not None else client.reserve_completion_tokens
+        per_choice = completion if completion is not None else client.reserve_completion_tokens
+        completion = choices * per_choice
         report["completion_tokens"] = completion
+        too_big = minute_refusal(self.client_id, client, prompt, completion, choices)
+        if too_big is not None:
+            self._refuse(too_big, client.rate_shadow)
         priced = quote(route, gateway.prices, prompt, completion)
         within = None
         if ceiling is not None:

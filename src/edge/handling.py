@@ -68,6 +68,7 @@ async def guarded(ticket: Ticket, work: Any) -> Any:
         return await work
     except GatewayError as exc:
         exc.headers = {**ticket.headers, **exc.headers}
+        exc.counted = True
         raise
 
 

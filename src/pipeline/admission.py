@@ -13,6 +13,8 @@ is a ``GatewayError`` carrying the client's limit headers.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,15 +23,16 @@ from ..edge.ratelimit_fields import POLICY, STATE
 from ..errors import GatewayError, PromptTooLarge
 from ..governance.identity import Client
 from ..governance.policies import Call, Policies, Rule
-from ..observability.telemetry import CallRecord
+from ..observability.telemetry import CallRecord, bounded
 from ..routing import Route, Router, Target
 from ..state.joint import Claim
-from ..state.limiter import Decision, Limiter, Quota
+from ..state.limiter import Decision, Limiter, Limits, Quota
 from ..state.spend import BudgetDecision, SpendStore
 from .cost import PriceTable, quote
 from .refusals import (
     budget_refusal,
     ceiling_refusal,
+    minute_refusal,
     note_shadow,
     rate_refusal,
     with_rule_fields,
@@ -37,6 +40,7 @@ from .refusals import (
 from .waiting import Waiting
 
 _MAX_USE_CASE = 100
+_MAX_OVER = 10_000
 
 
 @dataclass(slots=True)
@@ -56,6 +60,8 @@ class Ticket:
     within: tuple[Target, ...] | None = None
     # The body was changed (a policy, the client's token cap): its bytes cannot go as they came.
     body_changed: bool = False
+    # Set by the first settlement: what the ticket holds is released exactly once.
+    settled: bool = False
 
     @property
     def alias(self) -> str:
@@ -83,6 +89,46 @@ class Admission:
         self.spend = spend
         self.joint = limiter.joint(spend)
         self.queue = queue
+        # Clients the limit refused for requests, and until when at most (monotonic):
+        # only these are looked up before their body is read (refuse_over_limit).
+        self._over: dict[str, float] = {}
+        self._aliases_wait = any(a.queue_timeout_ms for a in config.aliases.values())
+
+    async def refuse_over_limit(self, client_id: str, client: Client) -> None:
+        """Refuse (429) a client already over its request limit, before its body is read.
+
+        Counts nothing. Only a client the limit recently refused is looked up
+        (the limiter's ``peek``), so the usual request costs no I/O; a client
+        that may wait for capacity (``queue_timeout_ms``) or whose limit is a
+        shadow is never refused here.
+        """
+        until = self._over.get(client_id)
+        if until is None:
+            return
+        moment = time.monotonic()
+        if moment >= until or client.rate_shadow or self._may_wait(client):
+            del self._over[client_id]
+            return
+        quota = await self.limiter.peek(client_id, client.limits)
+        if quota.remaining_requests >= 1:
+            self._over.pop(client_id, None)
+            return
+        decision = Decision(False, quota, "requests", max(1, math.ceil(until - moment)))
+        error = rate_refusal(client_id, client, decision)
+        error.headers.update(limit_headers(client, quota))
+        error.counted = True
+        raise with_rule_fields(error, client)
+
+    def _may_wait(self, client: Client) -> bool:
+        return client.queue_timeout_s is not None or self._aliases_wait
+
+    def _note_over(self, client_id: str, decision: Decision) -> None:
+        """Remember a refusal for requests until its ``retry_after_s`` (bounded in size)."""
+        if decision.exceeded != "requests":
+            return
+        if len(self._over) >= _MAX_OVER:
+            self._over.clear()  # a flood of invented client ids: forget, at worst parse again
+        self._over[client_id] = time.monotonic() + max(decision.retry_after_s, 1)
 
     async def admit(
         self,
@@ -97,18 +143,23 @@ class Admission:
         completes: bool = True,
         ceiling_usd: float | None = None,
         budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+        choices: int = 1,
     ) -> Ticket:
         """Check and count a request; raise a ``GatewayError`` that carries limit headers.
 
         ``prompt`` is the approximate prompt; ``completion_budget`` the most
-        completion tokens the client allows (``None``: it did not say).
+        completion tokens the client allows per choice (``None``: it did not say),
+        and ``choices`` how many choices the answer holds (chat's ``n``): the
+        completion estimate, which the reservation, the client's token cap, the
+        budget hold and the cost quote all read, is their product.
         ``body`` is the OpenAI-shaped body about to go upstream: policies and,
         for requests that produce a completion (``completes``), the client's
         token cap may change it. ``ceiling_usd`` is the client's cost ceiling
         (``X-Max-Cost-USD``): only targets whose quote fits under it may answer.
         ``budget_fields`` are the body's names for the completion budget.
         """
-        record.alias = record.requested_model = model
+        # bounded here, so that every view of the record (line, metrics, traces) gets it so
+        record.alias = record.requested_model = bounded(model)
         if use_case is not None:
             use_case = record.use_case = use_case[:_MAX_USE_CASE]
         try:
@@ -116,8 +167,9 @@ class Admission:
             if self.policies.rules:
                 await self._apply_policies(record, client, ticket, body, use_case)
             self._estimate(
-                ticket, client, body, completion_budget, completes, ceiling_usd, budget_fields
+                ticket, client, body, completion_budget, completes, budget_fields, choices
             )
+            self._fit(record, client, ticket, choices, ceiling_usd)
         except GatewayError as exc:
             exc.headers.update(await self.quota_headers(record.client_id, client))
             raise with_rule_fields(exc, client) from None
@@ -145,10 +197,10 @@ class Admission:
         body: dict[str, Any],
         completion_budget: int | None,
         completes: bool,
-        ceiling_usd: float | None,
         budget_fields: tuple[str, ...],
+        choices: int,
     ) -> None:
-        """The prompt cap, the completion estimate (under the client's token cap), the ceiling."""
+        """The prompt cap, and the completion estimate (under the client's token cap)."""
         prompt = ticket.prompt_estimate
         cap = self.config.max_prompt_tokens
         if cap is not None and prompt > cap:
@@ -156,12 +208,29 @@ class Admission:
                 f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
             )
         if completes:
-            capped = client.cap_completion(body, completion_budget, budget_fields)
+            capped = client.cap_completion(body, completion_budget, budget_fields, choices)
             ticket.body_changed |= capped != completion_budget
             completion_budget = capped
-        ticket.completion_estimate = (
+        ticket.completion_estimate = choices * (
             completion_budget if completion_budget is not None else client.reserve_completion_tokens
         )
+
+    def _fit(
+        self,
+        record: CallRecord,
+        client: Client,
+        ticket: Ticket,
+        choices: int,
+        ceiling_usd: float | None,
+    ) -> None:
+        """What never fits: several choices past the tokens a minute, a quote past the ceiling."""
+        too_big = minute_refusal(
+            record.client_id, client, ticket.prompt_estimate, ticket.completion_estimate, choices
+        )
+        if too_big is not None:
+            if not client.rate_shadow:
+                raise too_big
+            note_shadow(record, too_big)
         if ceiling_usd is not None:
             self._fit_ceiling(ticket, ceiling_usd)
 
@@ -303,10 +372,39 @@ class Admission:
         if client.rate_shadow and decision.exceeded != "unavailable":
             note_shadow(record, error)
             return
+        self._note_over(record.client_id, decision)
         if ticket.hold is not None:
             await self.spend.settle(ticket.hold, 0.0)
         error.headers.update(ticket.headers)
+        error.counted = True
         raise with_rule_fields(error, client)
+
+    async def count_refusal(
+        self, record: CallRecord, client: Client, error: GatewayError
+    ) -> GatewayError:
+        """Count a refused request of a known client against its request limit (no tokens).
+
+        Returns ``error``, or the limit's own refusal (429) when the client is
+        already over its request limit: a client cannot have refusals (an unknown
+        model, a bad body) faster than it could have answers.
+        """
+        error.counted = True
+        return await self.count_request(record.client_id, client) or error
+
+    async def count_request(self, client_id: str, client: Client) -> GatewayError | None:
+        """Count one request of no tokens against the client's request limit; the refusal
+        (429) when it is over. Shadow limits and an unavailable store refuse nothing here."""
+        limits = Limits(client.limits.requests_per_minute)
+        decision = await self.limiter.admit(client_id, limits, 0)
+        if decision.allowed:
+            await self.limiter.reconcile(decision.reservation, 0)
+            return None
+        if client.rate_shadow or decision.exceeded == "unavailable":
+            return None
+        self._note_over(client_id, decision)
+        over = rate_refusal(client_id, client, decision)
+        over.counted = True
+        return with_rule_fields(over, client)
 
     async def quota_headers(self, client_id: str, client: Client) -> dict[str, str]:
         """The client's limit headers as they stand, counting nothing."""

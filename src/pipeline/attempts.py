@@ -152,6 +152,11 @@ class Attempts:
                 breaker.success()
                 record.breaker = breaker.state
                 raise
+            except BaseException:
+                # A cancellation or the gateway's own failure says nothing about the
+                # target: a probe is handed back rather than kept, unreported.
+                breaker.abandon()
+                raise
             finally:
                 ended = time.perf_counter()
                 record.upstream_latency_ms = round((ended - started) * 1000, 3)

@@ -67,6 +67,27 @@ def rate_refusal(client_id: str, client: Client, decision: Decision) -> GatewayE
     return error
 
 
+def minute_refusal(
+    client_id: str, client: Client, prompt: int, completion: int, choices: int
+) -> GatewayError | None:
+    """400 for a request of several choices that could never fit the client's tokens a minute.
+
+    A request of one choice whose estimate is over the limit still runs, alone in
+    an otherwise empty window (its reservation capped at the limit): ``max_tokens``
+    is a ceiling, not a forecast. ``n`` is not allowed to multiply past the limit.
+    """
+    limit = client.limits.tokens_per_minute
+    if limit is None or choices == 1 or prompt + completion <= limit:
+        return None
+    return InvalidRequest(
+        f"n is {choices}: with about {prompt} prompt tokens and up to {completion // choices}"
+        f" completion tokens per choice, the request may use {prompt + completion} tokens, more"
+        f" than the {limit} tokens a minute client_id {client_id} may use; it can never be"
+        " admitted. Lower n or max_tokens.",
+        param="n",
+    )
+
+
 def ceiling_refusal(quote: Quote, ceiling_usd: float) -> CostCeilingExceeded:
     """400 ``cost_ceiling_exceeded``: no target of the route fits under the client's ceiling."""
     error = CostCeilingExceeded(
