@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ..errors import InvalidRequest
 from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline import tokens
-from ..pipeline.cost import COST_HEADER, format_usd
+from ..pipeline.cost import format_usd
 from ..pipeline.gateway import Gateway, Inbound, Ticket
 from ..pipeline.streaming import OpenedStream
 from ..providers.operations import CHAT, EMBEDDINGS
@@ -22,6 +22,7 @@ from ..translate import Context
 from .encoders import ChatEncoder
 from .exchange import Answer, Call, serve
 from .handling import authenticate, ceiling_of, client_for, guarded, impostor, use_case_of
+from .ratelimit_fields import limit_headers
 from .schemas import (
     MAX_CLIENT_ID,
     ChatCompletionRequest,
@@ -30,7 +31,7 @@ from .schemas import (
     SeedChatRequest,
     validate_body,
 )
-from .wire import json_response, read_body, read_json
+from .wire import COST_HEADER, json_response, read_body, read_json
 
 
 async def chat_completions(call: Call, request: Request) -> Answer:
@@ -92,7 +93,7 @@ async def seed_chat(call: Call, request: Request) -> Answer:
         "usage": answer["usage"],
         "message": _first_message(answer),
     }
-    headers = {**ticket.headers, "x-request-id": record.request_id}
+    headers = {**limit_headers(call.client, ticket.quota), "x-request-id": record.request_id}
     return json_response(reply, headers=_with_cost(headers, record))
 
 

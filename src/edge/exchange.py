@@ -24,13 +24,15 @@ from starlette.responses import Response
 from ..errors import GatewayError
 from ..governance.identity import Client
 from ..observability.telemetry import CallRecord, Telemetry
-from ..pipeline.cost import COST_HEADER, format_usd
+from ..pipeline.admission import CHAT_BUDGET_FIELDS
+from ..pipeline.cost import format_usd
 from ..pipeline.gateway import Gateway, Inbound, Ticket
 from ..pipeline.streaming import Encoder, OpenedStream, Relay, SSEResponse, open_stream
 from ..translate import Context
 from .dialects import Dialect
 from .handling import ceiling_of, guarded, refusal_headers, use_case_of
-from .wire import JSON, new_request_id
+from .ratelimit_fields import limit_headers
+from .wire import COST_HEADER, JSON, new_request_id
 
 Answer = Response | SSEResponse
 Handler = Callable[["Call", Request], Awaitable[Answer]]
@@ -107,7 +109,7 @@ async def serve(
     budget: int | None,
     stream: EncoderFor | None,
     completes: bool = True,
-    budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+    budget_fields: tuple[str, ...] = CHAT_BUDGET_FIELDS,
     choices: int = 1,
 ) -> Answer:
     """Admit the request, then answer it whole or (``stream``: how to encode it) streamed.
@@ -124,7 +126,7 @@ async def serve(
     )  # fmt: skip
     if ticket.body_changed:
         inbound.raw = None
-    headers = {**ticket.headers, "x-request-id": record.request_id}
+    headers = {**limit_headers(call.client, ticket.quota), "x-request-id": record.request_id}
     if stream is not None:
         opened = await guarded(ticket, open_stream(gateway, record, ticket, inbound))
         context = Context(ticket.model, record.request_id, ticket.prompt_estimate, inbound.body)

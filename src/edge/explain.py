@@ -21,23 +21,23 @@ target's breaker in full.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import ContentBlocked, GatewayError, InvalidRequest, PolicyDenied, PromptTooLarge
+from ..errors import ContentBlocked, GatewayError, InvalidRequest, PolicyDenied
 from ..governance.identity import Client
 from ..governance.policies import Rule
 from ..governance.redaction import prompt_texts
 from ..observability.telemetry import CallRecord
 from ..pipeline import tokens
+from ..pipeline.admission import CHAT_BUDGET_FIELDS
 from ..pipeline.cost import Quote, quote
 from ..pipeline.gateway import Gateway
 from ..pipeline.refusals import (
     budget_refusal,
-    ceiling_refusal,
-    minute_refusal,
     rate_refusal,
     reset_in,
 )
@@ -91,7 +91,8 @@ def _client(gateway: Gateway, request: Request, admin: bool) -> tuple[str, Clien
 
 
 class Explanation:
-    """One explain answer; ``run`` mirrors ``Gateway.admit`` step by step, counting nothing."""
+    """One explain answer: the steps of ``Gateway.admit`` that count nothing, run by admission
+    itself; the policies' effects (no hook runs) and the budgets and limits as they stand."""
 
     def __init__(self, gateway: Gateway, client_id: str, client: Client, admin: bool) -> None:
         self.gateway = gateway
@@ -116,6 +117,8 @@ class Explanation:
         ceiling: float | None,
     ) -> dict[str, Any]:
         gateway, client = self.gateway, self.client
+        admission = gateway.admission
+        record = CallRecord(new_request_id(), "/v1/explain", self.client_id)
         prompt = await tokens.prompt_tokens_async(body["messages"])
         report: dict[str, Any] = {
             "object": "explanation",
@@ -126,12 +129,13 @@ class Explanation:
             "prompt_tokens": prompt,
         }
         try:
-            route, rule = gateway.router.resolve(chat.model, self.client_id, use_case, prompt)
+            ticket = admission.route(record, chat.model, prompt, use_case)
         except GatewayError as exc:
             self._refuse(exc)
             report["route"] = None
             return self._finish(report)
-        report["route"] = {"rule": rule, "alias": route.name, "strategy": _strategy(route)}
+        route = ticket.route
+        report["route"] = {"rule": record.route, "alias": route.name, "strategy": _strategy(route)}
         if self.admin:
             report["route"]["rules"] = gateway.router.rules_report(
                 chat.model, self.client_id, use_case, prompt
@@ -141,29 +145,31 @@ class Explanation:
         except GatewayError as exc:
             self._refuse(exc)
         report["policies"] = self._policies(route.name, use_case, body)
-        cap = gateway.config.max_prompt_tokens
-        if cap is not None and prompt > cap:
-            self._refuse(
-                PromptTooLarge(f"The prompt is about {prompt} tokens; the limit is {cap}.")
-            )
-        completion = chat.completion_budget()
         choices = chat.choices()
-        try:
-            completion = client.cap_completion(dict(body), completion, choices=choices)
-        except GatewayError as exc:
-            self._refuse(exc)
-        per_choice = completion if completion is not None else client.reserve_completion_tokens
-        completion = choices * per_choice
+        steps: tuple[Callable[[], None], ...] = (
+            lambda: admission.check_prompt(ticket),
+            lambda: admission.estimate(
+                ticket,
+                client,
+                dict(body),
+                chat.completion_budget(),
+                True,
+                CHAT_BUDGET_FIELDS,
+                choices,
+            ),
+            lambda: admission.fit(record, client, ticket, choices, ceiling),
+        )
+        for step in steps:
+            try:
+                step()
+            except GatewayError as exc:
+                self._refuse(exc)
+        for note in record.shadow or ():
+            self.shadow.append({"type": note["would"], "message": note["message"]})
+        completion = ticket.completion_estimate
         report["completion_tokens"] = completion
-        too_big = minute_refusal(self.client_id, client, prompt, completion, choices)
-        if too_big is not None:
-            self._refuse(too_big, client.rate_shadow)
         priced = quote(route, gateway.prices, prompt, completion)
-        within = None
-        if ceiling is not None:
-            within = priced.within(ceiling)
-            if not within:
-                self._refuse(ceiling_refusal(priced, ceiling))
+        within = None if ceiling is None else priced.within(ceiling)
         report["targets"] = self._targets(route, priced, within, prompt, completion)
         report["quote"] = {
             k: v for k, v in priced.as_dict().items() if k not in ("targets", "prompt_tokens")

@@ -23,6 +23,8 @@ from ..errors import (
 from ..nesting import deeper_than_async
 
 JSON = "application/json"
+# The header of an answer's cost, in US dollars.
+COST_HEADER = "x-gateway-cost-usd"
 # Bodies at least this large are decoded off the event loop (orjson decodes about 1 GB/s:
 # a body of several images would hold every other request for tens of milliseconds).
 _PARSE_IN_THREAD_BYTES = 1024 * 1024

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import BudgetConfig, GatewayConfig, RateLimitConfig
-from ..edge.ratelimit_fields import LimitFields
 from ..errors import AuthenticationFailed, InvalidRequest, ModelNotAllowed
 from ..state.limiter import Limits
 
@@ -49,7 +48,6 @@ class Client:
     budget_shadow: bool = False
     queue_timeout_s: float | None = None
     priority: int = 0
-    fields: LimitFields | None = None
 
     @property
     def scope(self) -> str:
@@ -120,7 +118,6 @@ class Identity:
             config.rate_limit.reserve_completion_tokens,
             aliases,
             rate_shadow=config.rate_limit.mode == "shadow",
-            fields=LimitFields("rate_limit", limits),
         )
         self._by_hash: dict[str, tuple[str, Client]] = {}
         self.by_id: dict[str, Client] = {}
@@ -143,7 +140,6 @@ class Identity:
                 spec.budget is not None and spec.budget.mode == "shadow",
                 queue_ms / 1000 if queue_ms is not None else None,
                 spec.priority,
-                LimitFields(rule, _limits(rate)),
             )
             self.by_id[client_id] = client
             for digest in spec.key_hashes():

@@ -8,18 +8,17 @@ against the client's limits (reserving tokens, waiting for capacity where the
 client may). The hold and the count are one step of the state (one Redis
 call) for a keyed client whose rules are enforced; shadow rules and waiting
 take them one after the other. What it admits is a ``Ticket``; every refusal
-is a ``GatewayError`` carrying the client's limit headers.
+is a ``GatewayError`` carrying the client's quota (the edge renders it as headers).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import GatewayConfig
-from ..edge.ratelimit_fields import POLICY, STATE
 from ..errors import GatewayError, PromptTooLarge
 from ..governance.identity import Client
 from ..governance.policies import Call, Policies, Rule
@@ -35,24 +34,26 @@ from .refusals import (
     minute_refusal,
     note_shadow,
     rate_refusal,
-    with_rule_fields,
 )
 from .waiting import Waiting
 
+# A chat body's names for the completion budget (the last is the one the gateway sets).
+CHAT_BUDGET_FIELDS = ("max_completion_tokens", "max_tokens")
 _MAX_USE_CASE = 100
 _MAX_OVER = 10_000
 
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: what it asked for, its route, its token reservation, its headers."""
+    """An admitted request: what it asked for, its route, its token reservation, its quota."""
 
     model: str  # what the client asked for; answers carry it as their ``model``
     route: Route
     prompt_estimate: int
     completion_estimate: int
     reservation: object
-    headers: dict[str, str] = field(default_factory=dict)
+    # The client's quota once counted (the answer's rate-limit headers).
+    quota: Quota | None = None
     hold: object = None
     call: Call | None = None
     rules: tuple[Rule, ...] = ()
@@ -115,9 +116,8 @@ class Admission:
             return
         decision = Decision(False, quota, "requests", max(1, math.ceil(until - moment)))
         error = rate_refusal(client_id, client, decision)
-        error.headers.update(limit_headers(client, quota))
-        error.counted = True
-        raise with_rule_fields(error, client)
+        error.quota, error.counted = quota, True
+        raise error
 
     def _may_wait(self, client: Client) -> bool:
         return client.queue_timeout_s is not None or self._aliases_wait
@@ -142,10 +142,10 @@ class Admission:
         use_case: str | None = None,
         completes: bool = True,
         ceiling_usd: float | None = None,
-        budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+        budget_fields: tuple[str, ...] = CHAT_BUDGET_FIELDS,
         choices: int = 1,
     ) -> Ticket:
-        """Check and count a request; raise a ``GatewayError`` that carries limit headers.
+        """Check and count a request; raise a ``GatewayError`` that carries the client's quota.
 
         ``prompt`` is the approximate prompt; ``completion_budget`` the most
         completion tokens the client allows per choice (``None``: it did not say),
@@ -163,34 +163,44 @@ class Admission:
         if use_case is not None:
             use_case = record.use_case = use_case[:_MAX_USE_CASE]
         try:
-            ticket = self._route(record, client, model, prompt, use_case)
+            ticket = self.route(record, model, prompt, use_case)
+            client.check_model(ticket.alias)
             if self.policies.rules:
                 await self._apply_policies(record, client, ticket, body, use_case)
-            self._estimate(
+            self.check_prompt(ticket)
+            self.estimate(
                 ticket, client, body, completion_budget, completes, budget_fields, choices
             )
-            self._fit(record, client, ticket, choices, ceiling_usd)
+            self.fit(record, client, ticket, choices, ceiling_usd)
         except GatewayError as exc:
-            exc.headers.update(await self.quota_headers(record.client_id, client))
-            raise with_rule_fields(exc, client) from None
+            exc.quota = await self.quota(record.client_id, client)
+            raise
         decision = await self._hold_and_count(record, client, ticket)
-        ticket.headers = limit_headers(client, decision.quota)
+        ticket.quota = decision.quota
         if decision.allowed:
             ticket.reservation = decision.reservation
         else:
             await self._refused(record, client, ticket, decision)
         return ticket
 
-    def _route(
-        self, record: CallRecord, client: Client, model: str, prompt: int, use_case: str | None
-    ) -> Ticket:
-        """The request's route (rules, then alias), within the client's allow-list."""
+    # The steps of ``admit`` that count nothing are public: ``/v1/explain`` runs them too.
+
+    def route(self, record: CallRecord, model: str, prompt: int, use_case: str | None) -> Ticket:
+        """The request's route (rules, then alias)."""
         route, rule = self.router.resolve(model, record.client_id, use_case, prompt)
         record.alias, record.route = route.name, rule
-        client.check_model(route.name)
         return Ticket(model, route, prompt, 0, None)
 
-    def _estimate(
+    def check_prompt(self, ticket: Ticket) -> None:
+        """The prompt cap (``max_prompt_tokens``)."""
+        prompt = ticket.prompt_estimate
+        cap = self.config.max_prompt_tokens
+        if cap is not None and prompt > cap:
+            raise PromptTooLarge(
+                f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
+            )
+
+    def estimate(
         self,
         ticket: Ticket,
         client: Client,
@@ -200,22 +210,17 @@ class Admission:
         budget_fields: tuple[str, ...],
         choices: int,
     ) -> None:
-        """The prompt cap, and the completion estimate (under the client's token cap)."""
-        prompt = ticket.prompt_estimate
-        cap = self.config.max_prompt_tokens
-        if cap is not None and prompt > cap:
-            raise PromptTooLarge(
-                f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
-            )
+        """The completion estimate: ``choices`` times the budget of one, under the client's
+        token cap (which may refuse; the estimate is then the one asked for)."""
+        reserve = client.reserve_completion_tokens
+        asked = completion_budget if completion_budget is not None else reserve
+        ticket.completion_estimate = choices * asked
         if completes:
             capped = client.cap_completion(body, completion_budget, budget_fields, choices)
             ticket.body_changed |= capped != completion_budget
-            completion_budget = capped
-        ticket.completion_estimate = choices * (
-            completion_budget if completion_budget is not None else client.reserve_completion_tokens
-        )
+            ticket.completion_estimate = choices * (capped if capped is not None else reserve)
 
-    def _fit(
+    def fit(
         self,
         record: CallRecord,
         client: Client,
@@ -330,8 +335,8 @@ class Admission:
         if client.budget_shadow:
             note_shadow(record, over)
             return
-        over.headers.update(await self.quota_headers(record.client_id, client))
-        raise with_rule_fields(over, client)
+        over.quota = await self.quota(record.client_id, client)
+        raise over
 
     async def _count(
         self, client_id: str, client: Client, ticket: Ticket, reserve: int
@@ -375,9 +380,8 @@ class Admission:
         self._note_over(record.client_id, decision)
         if ticket.hold is not None:
             await self.spend.settle(ticket.hold, 0.0)
-        error.headers.update(ticket.headers)
-        error.counted = True
-        raise with_rule_fields(error, client)
+        error.quota, error.counted = ticket.quota, True
+        raise error
 
     async def count_refusal(
         self, record: CallRecord, client: Client, error: GatewayError
@@ -403,26 +407,9 @@ class Admission:
             return None
         self._note_over(client_id, decision)
         over = rate_refusal(client_id, client, decision)
-        over.counted = True
-        return with_rule_fields(over, client)
+        over.quota, over.counted = decision.quota, True
+        return over
 
-    async def quota_headers(self, client_id: str, client: Client) -> dict[str, str]:
-        """The client's limit headers as they stand, counting nothing."""
-        return limit_headers(client, await self.limiter.peek(client_id, client.limits))
-
-
-def limit_headers(client: Client, quota: Quota) -> dict[str, str]:
-    """The client's limits and what remains: ``x-ratelimit-*`` and the IETF fields."""
-    limits = client.limits
-    headers = {
-        "x-ratelimit-limit-requests": str(limits.requests_per_minute),
-        "x-ratelimit-remaining-requests": str(quota.remaining_requests),
-    }
-    if limits.tokens_per_minute is not None:
-        headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
-        headers["x-ratelimit-remaining-tokens"] = str(quota.remaining_tokens)
-    fields = client.fields
-    if fields is not None:
-        headers[POLICY] = fields.policy
-        headers[STATE] = fields.state(quota)
-    return headers
+    async def quota(self, client_id: str, client: Client) -> Quota:
+        """The client's quota as it stands, counting nothing."""
+        return await self.limiter.peek(client_id, client.limits)

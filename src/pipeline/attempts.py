@@ -215,7 +215,7 @@ def unavailable(ticket: Ticket) -> UpstreamUnavailable:
     return UpstreamUnavailable(
         f"Every target for model {ticket.model!r} is cooling down after repeated failures"
         " (circuit open); retry later.",
-        headers={"retry-after": str(max(1, math.ceil(retry_in)))},
+        retry_after_s=max(1, math.ceil(retry_in)),
     )
 
 
@@ -226,10 +226,8 @@ def exhausted(ticket: Ticket, count: int, last: AttemptFailed) -> GatewayError:
     if last.kind == "timeout":
         return UpstreamTimeout(message)
     if last.kind == "pool_exhausted":
-        return UpstreamPoolExhausted(message, headers={"retry-after": "1"})
+        return UpstreamPoolExhausted(message, retry_after_s=1)
     if last.status == 429:
-        retry = (
-            {"retry-after": str(max(1, round(last.retry_after_s)))} if last.retry_after_s else {}
-        )
-        return UpstreamRateLimited(message, headers=retry)
+        retry = max(1, round(last.retry_after_s)) if last.retry_after_s else None
+        return UpstreamRateLimited(message, retry_after_s=retry)
     return UpstreamError(message)

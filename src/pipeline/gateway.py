@@ -102,8 +102,9 @@ class Gateway:
         settlement = Settlement(self.prices, policies, limiter, spend, self.queue)
         # The steps bound once, so that calling one through the facade costs no more
         # than calling a method of the Gateway.
+        self.admission = admission
         self.admit = admission.admit
-        self.quota_headers = admission.quota_headers
+        self.quota = admission.quota
         self.count_refusal = admission.count_refusal
         self.count_request = admission.count_request
         self.refuse_over_limit = admission.refuse_over_limit

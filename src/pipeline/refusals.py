@@ -2,7 +2,7 @@
 
 Every refusal by a rule carries a ``RuleInfo`` (its name in the config, its
 scope, what remains, when it resets), which the answer renders in the error
-body and in the IETF ``RateLimit-Policy``/``RateLimit`` fields. A rule in
+body and (at the edge) in the IETF ``RateLimit-Policy``/``RateLimit`` fields. A rule in
 ``shadow`` mode refuses nothing: the refusal it would have made is noted on
 the telemetry record instead (``shadow`` in the line).
 """
@@ -13,7 +13,6 @@ import calendar
 import time
 
 from ..config import BudgetConfig
-from ..edge.ratelimit_fields import refusal_fields
 from ..errors import (
     BudgetExceeded,
     CostCeilingExceeded,
@@ -30,6 +29,7 @@ from ..state.spend import BudgetDecision
 from ..state.spend.ledger import DAY_S
 from .cost import Quote, format_usd
 
+# The request header of a client's cost ceiling, named as the param of its errors.
 CEILING_HEADER = "x-max-cost-usd"
 
 
@@ -40,7 +40,7 @@ def rate_refusal(client_id: str, client: Client, decision: Decision) -> GatewayE
     if decision.exceeded == "unavailable":
         return LimiterUnavailable(
             "The rate limiter is unavailable, so the request was not served; retry shortly.",
-            headers={"retry-after": str(decision.retry_after_s)},
+            retry_after_s=decision.retry_after_s,
         )
     if decision.exceeded == "tokens":
         message = (
@@ -101,13 +101,6 @@ def ceiling_refusal(quote: Quote, ceiling_usd: float) -> CostCeilingExceeded:
     return error
 
 
-def with_rule_fields(error: GatewayError, client: Client | None) -> GatewayError:
-    """Add the refusing rule's ``RateLimit-Policy``/``RateLimit`` fields to its headers."""
-    if error.rule is not None:
-        error.headers.update(refusal_fields(error.rule, client.fields if client else None))
-    return error
-
-
 def note_shadow(record: CallRecord, error: GatewayError) -> None:
     """A shadow rule would have refused: say so on the record (and so in the telemetry line)."""
     rule = error.rule
@@ -119,22 +112,6 @@ def note_shadow(record: CallRecord, error: GatewayError) -> None:
         "message": error.message,
     }
     record.note_shadow(note)
-
-
-def parse_ceiling(value: str | None) -> float | None:
-    """The ``X-Max-Cost-USD`` header as a number of dollars; 400 when it is not one."""
-    if value is None:
-        return None
-    try:
-        ceiling = float(value)
-    except ValueError:
-        ceiling = -1.0
-    if not ceiling >= 0 or ceiling == float("inf"):
-        raise InvalidRequest(
-            f"X-Max-Cost-USD must be a non-negative number of US dollars, not {value[:40]!r}.",
-            param=CEILING_HEADER,
-        )
-    return ceiling
 
 
 def budget_refusal(
