@@ -21,7 +21,7 @@ from typing import Any
 from ..config import GatewayConfig
 from ..errors import GatewayError, PromptTooLarge
 from ..governance.identity import Client
-from ..governance.policies import Call, Policies, Rule
+from ..governance.policies import CallAttributes, Policies, Rule
 from ..observability.telemetry import CallRecord, bounded
 from ..routing import Route, Router, Target
 from ..state.joint import Claim
@@ -55,7 +55,7 @@ class Ticket:
     # The client's quota once counted (the answer's rate-limit headers).
     quota: Quota | None = None
     hold: object = None
-    call: Call | None = None
+    call: CallAttributes | None = None
     rules: tuple[Rule, ...] = ()
     # Under a cost ceiling: the targets that fit under it (None: every target may answer).
     within: tuple[Target, ...] | None = None
