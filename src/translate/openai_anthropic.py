@@ -5,9 +5,11 @@ results become ``tool_use`` and ``tool_result`` blocks, images become image
 blocks, ``response_format`` with a JSON schema becomes ``output_config``; a
 field that cannot be carried over raises ``UnsupportedField`` (400) naming
 the field and the provider, rather than being dropped in a way that changes
-the answer. The answer and the stream come back as ``chat.completion`` and
-``chat.completion.chunk``s, with Anthropic's cache reads in OpenAI's
-``prompt_tokens_details.cached_tokens``.
+the answer. The edge validates only the fields the gateway reads, so any
+other field read here may have any JSON shape: one that is not the shape
+OpenAI accepts is refused the same way. The answer and the stream come back
+as ``chat.completion`` and ``chat.completion.chunk``s, with Anthropic's cache
+reads in OpenAI's ``prompt_tokens_details.cached_tokens``.
 """
 
 from __future__ import annotations
@@ -83,11 +85,14 @@ def _option(field: str, value: Any, who: str, request: dict[str, Any]) -> None:
     elif field in {"top_p", "top_k"}:
         request[field] = value
     elif field == "stop":
-        request["stop_sequences"] = [value] if isinstance(value, str) else list(value)
+        request["stop_sequences"] = (
+            [value] if isinstance(value, str) else _strings(value, field, who)
+        )
     elif field == "user":
         request["metadata"] = {"user_id": value}
     elif field == "tools":
-        request["tools"] = [_tool(tool, f"tools.{i}", who) for i, tool in enumerate(value)]
+        tools = _array(value, field, who)
+        request["tools"] = [_tool(tool, f"tools.{i}", who) for i, tool in enumerate(tools)]
     elif field == "tool_choice":
         request["tool_choice"] = {**request.get("tool_choice", {}), **_tool_choice(value, who)}
     elif (
@@ -95,7 +100,8 @@ def _option(field: str, value: Any, who: str, request: dict[str, Any]) -> None:
         and isinstance(value, dict)
         and value.get("type") == "json_schema"
     ):
-        schema = (value.get("json_schema") or {}).get("schema")
+        json_schema = _object(value.get("json_schema") or {}, "response_format.json_schema", who)
+        schema = json_schema.get("schema")
         if not isinstance(schema, dict):
             raise UnsupportedField(who, "response_format.json_schema.schema", "a schema is needed")
         request["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
@@ -124,7 +130,8 @@ def _message(message: dict[str, Any], where: str, who: str, system: list[str], o
         out.add("user", _user_blocks(content, f"{where}.content", who))
     elif role == "assistant":
         blocks = _user_blocks(content, f"{where}.content", who) if content else []
-        for i, call in enumerate(message.get("tool_calls") or ()):
+        calls = _array(message.get("tool_calls") or [], f"{where}.tool_calls", who)
+        for i, call in enumerate(calls):
             blocks.append(_tool_use(call, f"{where}.tool_calls.{i}", who))
         out.add("assistant", blocks)
     elif role == "tool":
@@ -145,7 +152,7 @@ def _text_only(content: Any, where: str, who: str) -> str:
     for i, part in enumerate(content):
         if part.get("type") != "text":
             raise UnsupportedField(who, f"{where}.{i}.type", "only text is allowed here")
-        texts.append(part.get("text", ""))
+        texts.append(_text(part.get("text", ""), f"{where}.{i}.text", who))
     return "".join(texts)
 
 
@@ -158,7 +165,8 @@ def _user_blocks(content: Any, where: str, who: str) -> list[dict[str, Any]]:
     for i, part in enumerate(content):
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
+            text = _text(part.get("text", ""), f"{where}.{i}.text", who)
+            blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
             blocks.append(_image(part.get("image_url"), f"{where}.{i}.image_url", who))
         else:
@@ -184,8 +192,8 @@ def _image(image: Any, where: str, who: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-def _tool_use(call: dict[str, Any], where: str, who: str) -> dict[str, Any]:
-    function = call.get("function") or {}
+def _tool_use(call: Any, where: str, who: str) -> dict[str, Any]:
+    function = _object(_object(call, where, who).get("function") or {}, f"{where}.function", who)
     arguments = function.get("arguments") or "{}"
     try:
         parsed = orjson.loads(arguments)
@@ -201,10 +209,10 @@ def _tool_use(call: dict[str, Any], where: str, who: str) -> dict[str, Any]:
     return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": parsed}
 
 
-def _tool(tool: dict[str, Any], where: str, who: str) -> dict[str, Any]:
-    if tool.get("type") != "function":
+def _tool(tool: Any, where: str, who: str) -> dict[str, Any]:
+    if _object(tool, where, who).get("type") != "function":
         raise UnsupportedField(who, f"{where}.type", "only function tools can be translated")
-    function = tool.get("function") or {}
+    function = _object(tool.get("function") or {}, f"{where}.function", who)
     translated: dict[str, Any] = {
         "name": function.get("name"),
         "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
@@ -219,8 +227,31 @@ def _tool_choice(choice: Any, who: str) -> dict[str, Any]:
     if isinstance(choice, str) and choice in simple:
         return {"type": simple[choice]}
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+        function = _object(choice.get("function") or {}, "tool_choice.function", who)
+        return {"type": "tool", "name": function.get("name")}
     raise UnsupportedField(who, "tool_choice", f"{choice!r} has no Anthropic equivalent")
+
+
+def _object(value: Any, where: str, who: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UnsupportedField(who, where, "an object is needed here")
+    return value
+
+
+def _array(value: Any, where: str, who: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise UnsupportedField(who, where, "an array is needed here")
+    return value
+
+
+def _text(value: Any, where: str, who: str) -> str:
+    if not isinstance(value, str):
+        raise UnsupportedField(who, where, "a string is needed here")
+    return value
+
+
+def _strings(value: Any, where: str, who: str) -> list[str]:
+    return [_text(item, f"{where}.{i}", who) for i, item in enumerate(_array(value, where, who))]
 
 
 # Anthropic stop_reason -> OpenAI finish_reason
