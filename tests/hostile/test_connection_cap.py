@@ -26,9 +26,9 @@ import httpx
 import pytest
 
 from src.config import ProviderConfig
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
 from tests.hostile.harness import ADMIN_KEY, Exposure, gateway_config, hostile_gateway, is_envelope
 from tests.support.gateway import GatewayProcess
+from tests.support.upstream import FakeUpstream, directive
 
 POOL_TIMEOUT_S = 0.5
 HOLD_S = 3.0
@@ -36,7 +36,7 @@ HOLD_S = 3.0
 
 @pytest.fixture(scope="module")
 def capped(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+    upstream: FakeUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     home = tmp_path_factory.mktemp("connection-cap")
     config = gateway_config(upstream.base_url, home / "gateway.log", deadline_s=10)
@@ -92,7 +92,7 @@ async def _saturate(gateway: GatewayProcess) -> dict[str, Any]:
 
 
 def test_past_the_cap_a_request_waits_the_pool_timeout_then_gets_503_or_the_fallback(
-    capped: GatewayProcess, upstream: FaultyUpstream, exposure: Exposure, figures: Any
+    capped: GatewayProcess, upstream: FakeUpstream, exposure: Exposure, figures: Any
 ) -> None:
     seen = asyncio.run(_saturate(capped))
     over, spilled = seen["over"], seen["spilled"]

@@ -17,8 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream
-from tests.hostile.harness import CLIENT_KEY, Exposure, HostileGateway, gateway_config, scaled
+from tests.hostile.harness import CLIENT_KEY, Exposure, gateway_config, hostile_gateway, scaled
+from tests.support.gateway import GatewayProcess
+from tests.support.upstream import FakeUpstream
+
+pytestmark = pytest.mark.slow
 
 FLOOD_KEY = "gw-flood-" + secrets.token_urlsafe(16)
 BODIES_KEY = "gw-bodies-" + secrets.token_urlsafe(16)
@@ -33,8 +36,8 @@ def _digest(key: str) -> str:
 
 @pytest.fixture(scope="module")
 def logged(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HostileGateway]:
+    upstream: FakeUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     home = tmp_path_factory.mktemp("hostile-log-amplification")
     config = gateway_config(upstream.base_url, home / "gateway.log")
     config["clients"] = {
@@ -45,13 +48,13 @@ def logged(
         },
         "bodies": {"key_sha256": _digest(BODIES_KEY), "rate_limit": {"requests_per_minute": 5}},
     }
-    process = HostileGateway(home, config).start()
+    process = hostile_gateway(home, config).start()
     exposure.files += [process.log_file, process.stdout_file, process.stderr_file]
     yield process
     process.stop()
 
 
-def _lines(gateway: HostileGateway, at_least: int = 0) -> list[bytes]:
+def _lines(gateway: GatewayProcess, at_least: int = 0) -> list[bytes]:
     """The log's lines, once there are ``at_least`` of them (the writer is a thread)."""
     deadline = time.monotonic() + 10
     while True:
@@ -62,7 +65,7 @@ def _lines(gateway: HostileGateway, at_least: int = 0) -> list[bytes]:
 
 
 def test_a_huge_client_string_makes_a_bounded_line(
-    logged: HostileGateway, exposure: Exposure, figures: Any
+    logged: GatewayProcess, exposure: Exposure, figures: Any
 ) -> None:
     before = len(_lines(logged))
     headers = {"authorization": f"Bearer {CLIENT_KEY}", "x-use-case": "u" * 60_000}
@@ -96,7 +99,7 @@ def test_a_huge_client_string_makes_a_bounded_line(
 
 
 def test_refusals_of_a_known_client_count_against_its_request_limit(
-    logged: HostileGateway, exposure: Exposure, figures: Any
+    logged: GatewayProcess, exposure: Exposure, figures: Any
 ) -> None:
     before = len(_lines(logged))
     sent = FLOOD_LIMIT + scaled(30)
@@ -123,7 +126,7 @@ def test_refusals_of_a_known_client_count_against_its_request_limit(
 
 
 def test_bad_bodies_of_a_known_client_use_up_its_requests(
-    logged: HostileGateway, exposure: Exposure
+    logged: GatewayProcess, exposure: Exposure
 ) -> None:
     headers = {"authorization": f"Bearer {BODIES_KEY}"}
     with httpx.Client(base_url=logged.base_url, headers=headers, timeout=15) as client:

@@ -21,7 +21,10 @@ import pytest
 
 from src.config import parse_config
 from src.edge.app import create_app
-from tests.hostile.harness import Exposure, HostileGateway, is_envelope, serve_in_thread
+from tests.hostile.harness import Exposure, is_envelope
+from tests.support.gateway import GatewayProcess, serve_in_thread
+
+pytestmark = pytest.mark.slow
 
 ROUTES = ("/v1/chat/completions", "/v1/chat", "/v1/embeddings", "/v1/messages")
 LIMIT = 64
@@ -50,7 +53,7 @@ def _body(path: str, depth: int) -> bytes:
 
 @pytest.mark.parametrize("path", ROUTES)
 def test_a_body_nested_past_the_limit_is_a_400_in_the_routes_dialect_at_any_depth(
-    gateway: HostileGateway, exposure: Exposure, figures: Any, path: str
+    gateway: GatewayProcess, exposure: Exposure, figures: Any, path: str
 ) -> None:
     refused: dict[int, tuple[int, str]] = {}
     headers = {"content-type": "application/json"}

@@ -21,12 +21,15 @@ import httpx
 import orjson
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream
-from tests.hostile.harness import Exposure, HostileGateway, gateway_config, is_envelope
+from tests.hostile.harness import Exposure, gateway_config, hostile_gateway, is_envelope
+from tests.support.gateway import GatewayProcess
+from tests.support.upstream import FakeUpstream
+
+pytestmark = pytest.mark.slow
 
 OVER_KEY = "gw-over-" + secrets.token_urlsafe(16)
 EXPLAIN_KEY = "gw-explain-" + secrets.token_urlsafe(16)
-BIG_MESSAGES = 80_000  # {"role":"u"} each: just under the default 1 MiB body limit
+BIG_MESSAGES = 80_000  # {"role":"u"} each: a body of about 1 MiB
 
 
 def _digest(key: str) -> str:
@@ -35,8 +38,8 @@ def _digest(key: str) -> str:
 
 @pytest.fixture(scope="module")
 def limited(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HostileGateway]:
+    upstream: FakeUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     home = tmp_path_factory.mktemp("hostile-over-limit")
     config = gateway_config(upstream.base_url, home / "gateway.log")
     config["clients"] = {
@@ -46,7 +49,7 @@ def limited(
             "rate_limit": {"requests_per_minute": 3},
         },
     }
-    process = HostileGateway(home, config).start()
+    process = hostile_gateway(home, config).start()
     exposure.files += [process.log_file, process.stdout_file, process.stderr_file]
     yield process
     process.stop()
@@ -78,7 +81,7 @@ def _answer_before_the_body(port: int, key: str, path: str) -> bytes:
 
 
 def test_a_client_over_its_limit_is_refused_before_its_body_is_read(
-    limited: HostileGateway, exposure: Exposure, figures: Any
+    limited: GatewayProcess, exposure: Exposure, figures: Any
 ) -> None:
     headers = {"authorization": f"Bearer {OVER_KEY}"}
     small = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
@@ -114,7 +117,7 @@ def test_a_client_over_its_limit_is_refused_before_its_body_is_read(
 
 
 def test_explain_counts_against_the_request_limit(
-    limited: HostileGateway, exposure: Exposure
+    limited: GatewayProcess, exposure: Exposure
 ) -> None:
     headers = {"authorization": f"Bearer {EXPLAIN_KEY}"}
     body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
@@ -162,7 +165,7 @@ async def _stalls(base_url: str, body: bytes, rounds: int) -> list[float]:
 
 
 def test_a_large_valid_body_does_not_hold_the_loop_for_its_validation(
-    gateway: HostileGateway, figures: Any
+    gateway: GatewayProcess, figures: Any
 ) -> None:
     body = _big_body()
     decodes = []

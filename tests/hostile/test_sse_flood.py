@@ -21,18 +21,18 @@ import httpx
 import pytest
 
 from src.providers.sse import EventTooLarge, SSEDecoder
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
 from tests.hostile.harness import Exposure, gateway_config, hostile_gateway, scaled
 from tests.hostile.procstat import MIB, cpu_seconds
 from tests.support.gateway import GatewayProcess
 from tests.support.sse import StreamSeen, parse
+from tests.support.upstream import FakeUpstream, directive
 
 FLOOD_MIB = 64
 
 
 @pytest.fixture(scope="module")
 def patient(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+    upstream: FakeUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     home = tmp_path_factory.mktemp("sse-flood")
     config = gateway_config(upstream.base_url, home / "gateway.log", deadline_s=20)

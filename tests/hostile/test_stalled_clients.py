@@ -32,10 +32,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
 from tests.hostile.harness import Exposure, gateway_config, hostile_gateway
 from tests.hostile.procstat import MIB, rss_bytes
 from tests.support.gateway import GatewayProcess
+from tests.support.upstream import FakeUpstream, directive
 
 UPSTREAM_TIMEOUT_S = 1.0
 WRITE_TIMEOUT_S = 4.0
@@ -43,7 +43,7 @@ DRAIN_S = 1.0
 LONG = "long:5000:2000"  # about 10.5 MB of events
 
 
-def _config(upstream: FaultyUpstream, home: Path, **overrides: Any) -> dict[str, Any]:
+def _config(upstream: FakeUpstream, home: Path, **overrides: Any) -> dict[str, Any]:
     config = gateway_config(
         upstream.base_url,
         home / "gateway.log",
@@ -58,7 +58,7 @@ def _config(upstream: FaultyUpstream, home: Path, **overrides: Any) -> dict[str,
 
 @pytest.fixture(scope="module")
 def stalling(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+    upstream: FakeUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     home = tmp_path_factory.mktemp("stalled-clients")
     gateway = hostile_gateway(home, _config(upstream, home)).start()
@@ -118,7 +118,7 @@ def _new_line(gateway: GatewayProcess, known: set[str], timeout_s: float) -> dic
 
 
 def test_a_reader_pausing_longer_than_the_upstream_timeout_gets_its_whole_stream(
-    stalling: GatewayProcess, upstream: FaultyUpstream, figures: Any
+    stalling: GatewayProcess, upstream: FakeUpstream, figures: Any
 ) -> None:
     known = _ids(stalling)
     sock = _small_window_client(stalling.port)
@@ -141,7 +141,7 @@ def test_a_reader_pausing_longer_than_the_upstream_timeout_gets_its_whole_stream
 
 
 def test_a_client_that_reads_nothing_is_cut_at_the_write_timeout_as_its_own_fault(
-    stalling: GatewayProcess, upstream: FaultyUpstream, figures: Any
+    stalling: GatewayProcess, upstream: FakeUpstream, figures: Any
 ) -> None:
     known = _ids(stalling)
     sock = _small_window_client(stalling.port)
@@ -231,7 +231,7 @@ def test_streams_held_open_keep_little_memory_each(stalling: GatewayProcess, fig
 
 
 def test_sigterm_cuts_a_stream_whose_client_reads_nothing_at_the_drain_deadline(
-    upstream: FaultyUpstream,
+    upstream: FakeUpstream,
     exposure: Exposure,
     figures: Any,
     tmp_path_factory: pytest.TempPathFactory,
@@ -268,7 +268,7 @@ def test_sigterm_cuts_a_stream_whose_client_reads_nothing_at_the_drain_deadline(
     assert [(line["outcome"], line["status"]) for line in lines] == [("interrupted", 503)]
 
 
-def _wait_until_stalled(upstream: FaultyUpstream, rid: str) -> None:
+def _wait_until_stalled(upstream: FakeUpstream, rid: str) -> None:
     """Until the upstream's events stop going out: back pressure has reached it."""
     deadline = time.monotonic() + 10
     sent = -1

@@ -3,8 +3,8 @@
 A chat request asks for ``n`` choices of up to ``max_tokens`` each: every
 estimate of its size (the reservation against ``tokens_per_minute``, the
 client's ``max_tokens`` cap, the budget hold, the quote under
-``X-Max-Cost-USD``) counts ``n`` of them. The fake upstream "honours" ``n`` by
-reporting the usage ``n`` one-token choices would have (``ok:128``).
+``X-Max-Cost-USD``) counts ``n`` of them. The fake upstream honours ``n`` and
+``max_tokens`` (``choices``): ``n`` choices, its usage counting every one.
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
-from tests.hostile.harness import (
-    CLIENT_KEY,
-    Exposure,
-    HostileGateway,
-    gateway_config,
-    is_envelope,
-)
+from tests.hostile.harness import CLIENT_KEY, Exposure, gateway_config, hostile_gateway, is_envelope
+from tests.support.gateway import GatewayProcess
+from tests.support.upstream import FakeUpstream, directive
+
+pytestmark = pytest.mark.slow
 
 TOKENS_PER_MINUTE = 3000
 CAPPED_KEY = "gw-capped-" + secrets.token_urlsafe(16)
@@ -38,8 +35,8 @@ def _digest(key: str) -> str:
 
 @pytest.fixture(scope="module")
 def limited(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HostileGateway]:
+    upstream: FakeUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     """Alice: 3000 tokens a minute; capped: at most 1000 completion tokens per request."""
     home = tmp_path_factory.mktemp("hostile-token-limits")
     config = gateway_config(upstream.base_url, home / "gateway.log")
@@ -51,7 +48,7 @@ def limited(
         "capped": {"key_sha256": _digest(CAPPED_KEY), "max_tokens": CAP},
     }
     config["pricing"] = {"up": {"m1": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1000}}}
-    process = HostileGateway(home, config).start()
+    process = hostile_gateway(home, config).start()
     exposure.files += [process.log_file, process.stdout_file, process.stderr_file]
     yield process
     process.stop()
@@ -73,7 +70,7 @@ async def _flood(base_url: str, count: int) -> list[httpx.Response]:
                 *(
                     client.post(
                         "/v1/chat/completions",
-                        json=_chat(f"n-flood-{i}", "ok:128", n=128, max_tokens=1),
+                        json=_chat(f"n-flood-{i}", "choices", n=128, max_tokens=1),
                     )
                     for i in range(count)
                 )
@@ -82,7 +79,7 @@ async def _flood(base_url: str, count: int) -> list[httpx.Response]:
 
 
 def test_n_choices_cannot_carry_a_client_past_its_tokens_per_minute(
-    limited: HostileGateway, exposure: Exposure, figures: Any
+    limited: GatewayProcess, exposure: Exposure, figures: Any
 ) -> None:
     count = 40
     answers = asyncio.run(_flood(limited.base_url, count))
@@ -99,13 +96,14 @@ def test_n_choices_cannot_carry_a_client_past_its_tokens_per_minute(
         tokens_per_minute=TOKENS_PER_MINUTE,
     )
     assert admitted, "some of them fit"
+    assert all(len(a.json()["choices"]) == 128 for a in admitted)
     assert len(admitted) + len(refused) == count, [a.status_code for a in answers]
     assert all(a.json()["error"]["type"] == "rate_limit_exceeded" for a in refused)
     assert used <= TOKENS_PER_MINUTE, (len(admitted), used)
 
 
 def test_a_request_whose_n_could_never_fit_the_minute_is_refused_up_front(
-    limited: HostileGateway, upstream: FaultyUpstream, exposure: Exposure, figures: Any
+    limited: GatewayProcess, upstream: FakeUpstream, exposure: Exposure, figures: Any
 ) -> None:
     headers = {"authorization": f"Bearer {CLIENT_KEY}"}
     with httpx.Client(base_url=limited.base_url, headers=headers, timeout=10) as client:
@@ -127,7 +125,7 @@ def test_a_request_whose_n_could_never_fit_the_minute_is_refused_up_front(
 
 
 def test_the_clients_token_cap_counts_every_choice(
-    limited: HostileGateway, upstream: FaultyUpstream, exposure: Exposure
+    limited: GatewayProcess, upstream: FakeUpstream, exposure: Exposure
 ) -> None:
     headers = {"authorization": f"Bearer {CAPPED_KEY}"}
     with httpx.Client(base_url=limited.base_url, headers=headers, timeout=10) as client:
@@ -145,7 +143,7 @@ def test_the_clients_token_cap_counts_every_choice(
 
 
 def test_the_cost_ceiling_quotes_every_choice(
-    limited: HostileGateway, upstream: FaultyUpstream, exposure: Exposure
+    limited: GatewayProcess, upstream: FakeUpstream, exposure: Exposure
 ) -> None:
     headers = {"authorization": f"Bearer {CAPPED_KEY}", "x-max-cost-usd": "0.01"}
     with httpx.Client(base_url=limited.base_url, headers=headers, timeout=10) as client:
@@ -161,7 +159,7 @@ def test_the_cost_ceiling_quotes_every_choice(
 
 @pytest.mark.parametrize("value", [0, 129, -1, 1.5, "2", True, [2], {"n": 2}])
 def test_a_bad_n_is_a_400_naming_n(
-    limited: HostileGateway, exposure: Exposure, figures: Any, value: Any
+    limited: GatewayProcess, exposure: Exposure, figures: Any, value: Any
 ) -> None:
     headers = {"authorization": f"Bearer {CAPPED_KEY}"}
     for path in ("/v1/chat/completions", "/v1/chat"):

@@ -23,10 +23,10 @@ import orjson
 import pytest
 
 from src.config import ProviderConfig
-from tests.hostile.faulty_upstream import FaultyUpstream, directive
 from tests.hostile.harness import Exposure, gateway_config, hostile_gateway, is_envelope, scaled
 from tests.hostile.procstat import MIB, PeakRss, cpu_seconds
 from tests.support.gateway import GatewayProcess
+from tests.support.upstream import FakeUpstream, directive
 
 BOUND = 4 * MIB
 TIMEOUT_S = 2.0
@@ -35,7 +35,7 @@ ALIASES = {"http1": "chat", "aiohttp": "aio"}
 
 @pytest.fixture(scope="module")
 def bounded(
-    upstream: FaultyUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
+    upstream: FakeUpstream, exposure: Exposure, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     home = tmp_path_factory.mktemp("bounded-bodies")
     config = gateway_config(upstream.base_url, home / "gateway.log")
@@ -70,7 +70,7 @@ async def _calls(
         return await asyncio.gather(*(one(i) for i in range(count)))
 
 
-def _closed_by_gateway(upstream: FaultyUpstream, response: httpx.Response) -> bool:
+def _closed_by_gateway(upstream: FakeUpstream, response: httpx.Response) -> bool:
     rid = response.request.content.decode().split("rid=")[1].split()[0]
     attempts = upstream.of(rid)
     for attempt in attempts:
@@ -81,7 +81,7 @@ def _closed_by_gateway(upstream: FaultyUpstream, response: httpx.Response) -> bo
 @pytest.mark.parametrize("transport", ["http1", "aiohttp"])
 def test_an_endless_body_is_cut_at_the_bound_with_memory_bounded(
     bounded: GatewayProcess,
-    upstream: FaultyUpstream,
+    upstream: FakeUpstream,
     exposure: Exposure,
     figures: Any,
     transport: str,
@@ -110,7 +110,7 @@ def test_an_endless_body_is_cut_at_the_bound_with_memory_bounded(
 
 @pytest.mark.parametrize("transport", ["http1", "aiohttp"])
 def test_a_body_over_the_bound_is_refused_and_one_under_it_is_served(
-    bounded: GatewayProcess, upstream: FaultyUpstream, figures: Any, transport: str
+    bounded: GatewayProcess, upstream: FakeUpstream, figures: Any, transport: str
 ) -> None:
     assert bounded.process is not None
     alias = ALIASES[transport]
@@ -134,7 +134,7 @@ def test_a_body_over_the_bound_is_refused_and_one_under_it_is_served(
 @pytest.mark.parametrize("transport", ["http1", "aiohttp"])
 def test_a_content_encoding_not_asked_for_is_refused_without_inflating_it(
     bounded: GatewayProcess,
-    upstream: FaultyUpstream,
+    upstream: FakeUpstream,
     figures: Any,
     transport: str,
     stream: bool,
@@ -166,7 +166,7 @@ def test_a_content_encoding_not_asked_for_is_refused_without_inflating_it(
 
 @pytest.mark.parametrize("transport", ["http1", "aiohttp"])
 def test_the_gateway_asks_upstreams_for_no_compression(
-    bounded: GatewayProcess, upstream: FaultyUpstream, transport: str
+    bounded: GatewayProcess, upstream: FakeUpstream, transport: str
 ) -> None:
     for stream in (False, True):
         (response, _), *_ = asyncio.run(_calls(bounded, ALIASES[transport], "ok", 1, stream))

@@ -46,6 +46,25 @@ def _ok(args: list[str]) -> Behaviour:
     )
 
 
+@action("choices")
+def _choices(args: list[str]) -> Behaviour:
+    """``choices``: honour the request's ``n`` (default 1) and ``max_tokens`` (default 16):
+    a whole chat completion of ``n`` choices of ``max_tokens`` words each, its usage
+    counting every choice."""
+
+    async def respond(exchange: Exchange) -> bool:
+        body = exchange.request.body if isinstance(exchange.request.body, dict) else {}
+        count = body.get("n") or 1
+        words = body.get("max_tokens") or body.get("max_completion_tokens") or 16
+        shape = Behaviour(pieces=("w ",) * words, prompt_tokens=7, completion_tokens=count * words)
+        answer = exchange.dialect.whole(exchange.request, shape)
+        first = answer["choices"][0]
+        answer["choices"] = [{**first, "index": index} for index in range(count)]
+        return await exchange.send_json(200, answer)
+
+    return Behaviour(respond=respond)
+
+
 @action("delay")
 def _delay(args: list[str]) -> Behaviour:
     """``delay:S``: wait ``S`` seconds before the headers, then answer ``ok``."""
