@@ -221,14 +221,17 @@ class RateLimitConfig(StrictModel):
     """Per-client limits over any 60 seconds."""
 
     requests_per_minute: int = Field(ge=1)
-    """Requests each client may make in any 60 seconds."""
+    """Requests each client may make in any 60 seconds. A refusal of a known client
+    (an unknown model, an invalid body, a policy, ...) counts as one of them."""
     tokens_per_minute: int | None = Field(default=None, ge=1)
     """Tokens (prompt and completion) each client may use in any 60 seconds;
-    `null`: no token limit."""
+    `null`: no token limit. A request of `n` choices reserves `n` times its completion
+    budget; one that could never fit the minute is 400 `invalid_request_error`
+    (`param` `n`)."""
     reserve_completion_tokens: int = Field(default=256, ge=0)
-    """Completion tokens reserved at admission for a request that gives neither
-    `max_completion_tokens` nor `max_tokens`; the real usage replaces the reservation
-    when the answer ends."""
+    """Completion tokens reserved per choice at admission for a request that gives
+    neither `max_completion_tokens` nor `max_tokens`; the real usage replaces the
+    reservation when the answer ends."""
     mode: Mode = "enforce"
     """`shadow`: the limits refuse nothing, and the log says what they would have done."""
     algorithm: Algorithm = "sliding_log"
@@ -312,8 +315,9 @@ class ClientConfig(StrictModel):
     budget: BudgetConfig | None = None
     """Spend caps per UTC day and month; `null`: no budget."""
     max_tokens: int | None = Field(default=None, ge=1)
-    """Most completion tokens one request may ask for: more is a 400; a request that
-    asks for nothing is sent with `max_tokens` set to this."""
+    """Most completion tokens one request may ask for, across its `n` choices: more is a
+    400; a request that asks for nothing is sent with `max_tokens` set to this divided
+    among its choices (400 when that is less than one token)."""
     tags: dict[str, str] = {}
     """Labels for policies to match (`{"team": "finance"}`)."""
     queue_timeout_ms: int | None = Field(default=None, ge=1, le=600_000)
