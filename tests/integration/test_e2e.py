@@ -74,7 +74,7 @@ def messages(marker: str) -> list[dict[str, str]]:
 
 
 def received(upstream: FakeUpstream, marker: str) -> Received:
-    found = [r for r in upstream.requests if f"({marker})" in r.raw_body.decode()]
+    found = [r for r in upstream.requests if f"({marker})" in r.raw.decode()]
     assert len(found) == 1, f"expected one upstream request tagged {marker}, got {len(found)}"
     return found[0]
 
@@ -100,7 +100,7 @@ def test_sdk_completion_is_answered_under_the_alias_with_the_provider_key_sent_u
     assert sent.path == "/v1/chat/completions"
     assert sent.headers["authorization"] == f"Bearer {CANARY}"
     assert all(CLIENT_KEY not in value for value in sent.headers.values())
-    assert CLIENT_KEY.encode() not in sent.raw_body
+    assert CLIENT_KEY.encode() not in sent.raw
     assert sent.body["model"] == "real-model"
     assert sent.body["messages"] == messages("plain")
     # Fields the gateway does not use pass through unchanged.

@@ -1,8 +1,7 @@
 """Native fidelity, end to end: the official SDKs through the real gateway to a loopback provider.
 
-The gateway runs as a subprocess; the fake provider (``native_upstream``)
-speaks OpenAI chat, OpenAI Responses and Anthropic Messages and records the
-bytes it receives. Same dialect in and out: what the SDK sent arrives as it
+The gateway runs as a subprocess; the fake provider (``tests.support.upstream``)
+answers what each test queued for a path and records the bytes it receives. Same dialect in and out: what the SDK sent arrives as it
 was sent (the model replaced) and what the provider answered reaches the SDK
 field for field. Across dialects: translated, and shaped as the published
 schemas say.
@@ -24,14 +23,11 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.support.gateway import running_gateway, serve_in_thread
-from tests.support.native_upstream import (
-    Canned,
-    NativeUpstream,
-    anthropic_message,
-    chat_completion,
-    responses_validator,
-)
+from tests.support.anthropic_events import message as anthropic_message
+from tests.support.gateway import running_gateway
+from tests.support.payloads import completion
+from tests.support.schema import responses_validator
+from tests.support.upstream import Canned, FakeUpstream
 
 OPENAI_KEY = "sk-proj-upstream-OPENAI-0123456789"
 ANTHROPIC_KEY = "sk-ant-upstream-ANTHROPIC-0123456789"
@@ -54,17 +50,16 @@ class Sent:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, NativeUpstream, Path]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FakeUpstream, Path]]:
     tmp = tmp_path_factory.mktemp("native")
-    upstream = NativeUpstream()
-    with serve_in_thread(upstream) as served:
-        base = served.url
+    with FakeUpstream() as upstream:
+        base = upstream.base_url
         config = {
             "providers": {
-                "oai": {"type": "openai", "base_url": base + "/v1", "api_key_env": "NF_OAI_KEY"},
+                "oai": {"type": "openai", "base_url": base, "api_key_env": "NF_OAI_KEY"},
                 "claude": {
                     "type": "anthropic",
-                    "base_url": base + "/v1",
+                    "base_url": base,
                     "api_key_env": "NF_ANTHROPIC_KEY",
                 },
             },
@@ -88,6 +83,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Nativ
         env = {"NF_OAI_KEY": OPENAI_KEY, "NF_ANTHROPIC_KEY": ANTHROPIC_KEY}
         with running_gateway(config, tmp, env=env) as gateway:
             yield gateway.base_url, upstream, tmp / "gateway.log"
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_queued(world: tuple[str, FakeUpstream, Path]) -> Iterator[None]:
+    """An answer a failed test did not use is not the next test's."""
+    yield
+    world[1].forget_behaviours()
 
 
 def openai_client(gateway: str, sent: Sent | None = None) -> openai.OpenAI:
@@ -513,7 +515,7 @@ def test_parse_on_both_sdks_in_both_directions(world):
     )  # fmt: skip
     assert parsed.parsed_output == City(name="Oslo", population=700000)
     assert upstream.last("/v1/messages").body["output_config"]["format"]["type"] == "json_schema"
-    upstream.answer("/v1/chat/completions", Canned(json=chat_completion(text)))
+    upstream.answer("/v1/chat/completions", Canned(json=completion(text, model="gpt-up")))
     across = anthropic_client(gateway).messages.parse(
         model="gpt", max_tokens=200, messages=[{"role": "user", "content": "Oslo"}],
         output_format=City,
@@ -524,10 +526,10 @@ def test_parse_on_both_sdks_in_both_directions(world):
     upstream.answer(
         "/v1/messages", Canned(json=anthropic_message([{"type": "text", "text": text}]))
     )
-    completion = openai_client(gateway).chat.completions.parse(
+    chat = openai_client(gateway).chat.completions.parse(
         model="claude-sonnet", messages=[{"role": "user", "content": "Oslo"}], response_format=City
     )
-    assert completion.choices[0].message.parsed == City(name="Oslo", population=700000)
+    assert chat.choices[0].message.parsed == City(name="Oslo", population=700000)
     output = upstream.last("/v1/messages").body["output_config"]
     assert output["format"]["schema"]["properties"]["name"] == {"title": "Name", "type": "string"}
 
@@ -590,7 +592,7 @@ def test_a_5_mb_image_goes_through(world):
     reply = openai_client(gateway).chat.completions.create(
         model="gpt", messages=[{"role": "user", "content": content}]
     )
-    assert reply.choices[0].message.content == "Hello from GPT."
+    assert reply.choices[0].message.content == upstream.default.text
     arrived = upstream.last("/v1/chat/completions").body
     assert arrived["messages"][0]["content"][1]["image_url"]["url"] == url
 

@@ -12,7 +12,7 @@ import pytest
 from src.providers import STUB_TEXT
 from tests.support.configs import stub_config
 from tests.support.gateway import running_gateway
-from tests.support.native_upstream import responses_validator
+from tests.support.schema import responses_validator
 
 
 @pytest.fixture(scope="module")

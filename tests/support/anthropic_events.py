@@ -1,4 +1,4 @@
-"""Anthropic Messages API shapes, as Anthropic's documentation shows them, for respx fixtures."""
+"""Anthropic Messages API shapes, as Anthropic's documentation shows them, for fake answers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def message(
     content: list[dict[str, Any]] | None = None,
     *,
     stop_reason: str = "end_turn",
+    stop_sequence: str | None = None,
     usage: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """A non-streamed Messages API answer."""
@@ -25,7 +26,7 @@ def message(
         if content is not None
         else [{"type": "text", "text": "Hi! My name is Claude."}],
         "stop_reason": stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence,
         "usage": usage or {"input_tokens": 2095, "output_tokens": 503},
     }
 

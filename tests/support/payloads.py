@@ -1,4 +1,4 @@
-"""OpenAI-shaped bodies for respx answers and gateway requests."""
+"""OpenAI-shaped bodies for fake answers (respx, the fake upstream) and gateway requests."""
 
 from __future__ import annotations
 

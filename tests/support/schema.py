@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "openai-chat-subset.json"
+if TYPE_CHECKING:
+    import jsonschema
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SCHEMA_PATH = FIXTURES / "openai-chat-subset.json"
+RESPONSES_SCHEMA_PATH = FIXTURES / "openai-responses-subset.json"
 
 Validate = Callable[[Any, str], None]
 
@@ -28,3 +33,12 @@ def openai_validator() -> Validate:
         jsonschema.Draft202012Validator(reference, registry=registry).validate(instance)
 
     return validate
+
+
+def responses_validator(name: str) -> jsonschema.protocols.Validator:
+    """A validator for the Responses API's schema ``name`` (``Response``, ``ResponseStreamEvent``)."""
+    import jsonschema
+
+    document = json.loads(RESPONSES_SCHEMA_PATH.read_text())
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema)

@@ -1,4 +1,4 @@
-"""What the fake upstream does with a request (``Behaviour``); what it recorded (``Received``)."""
+"""What the fake upstream does with a request (``Behaviour``, ``Canned``); what it recorded."""
 
 from __future__ import annotations
 
@@ -75,6 +75,23 @@ def drip(count: int, interval_s: float, **overrides: Any) -> Behaviour:
     return Behaviour(pieces=pieces, interval_s=interval_s, **overrides)
 
 
+@dataclass(frozen=True)
+class Canned:
+    """A fixed answer queued for a path (``FakeUpstream.answer``), written as given.
+
+    ``json``: a whole answer with ``status``. ``events``: a stream, one SSE event
+    per item, framed ``event: <type>`` then ``data: <json>`` when ``named``
+    (Anthropic, Responses), else ``data: <json>`` ending with ``data: [DONE]``
+    (chat). Both are encoded by ``json.dumps``, whose spacing differs from the
+    gateway's own encoder, so a body re-encoded on the way shows.
+    """
+
+    status: int = 200
+    json: Any = None
+    events: list[dict[str, Any]] | None = None
+    named: bool = True
+
+
 def directive(rid: str, plan: str) -> str:
     """The text that steers every attempt of request ``rid`` (see the module docstring)."""
     return f"rid={rid} plan={plan}"
@@ -86,14 +103,15 @@ class Received:
 
     method: str
     path: str  # with its query string
-    headers: dict[str, str]
-    raw_body: bytes
+    headers: dict[str, str]  # names in lower case, as received
+    raw: bytes  # the body's exact bytes
     at: float  # time.monotonic() when the request was read
     wall: float  # time.time() then
     body: Any = None
     rid: str = "-"
     number: int = 1  # 1 for the first attempt of this rid
     action: str = ""  # the plan's action for this attempt; "" without a directive
+    canned: Canned | None = None  # the queued answer it got, if any
     status: int | None = None
     retry_after: str | None = None  # the Retry-After header sent, if any
     first_event_at: float | None = None
@@ -103,6 +121,11 @@ class Received:
     closed_by_peer_at: float | None = None  # the gateway closed it before the answer ended
     ended_at: float | None = None  # however it ended
     done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def route(self) -> str:
+        """The path without its query string."""
+        return self.path.split("?", 1)[0]
 
     @property
     def model(self) -> str | None:

@@ -9,6 +9,8 @@ import orjson
 from tests.support.upstream.behaviour import Behaviour, Received
 
 CREATED = 1_700_000_000
+COUNTED_TOKENS = 42
+"""What Anthropic's ``count_tokens`` answers, whatever the request."""
 
 
 class Dialect(Protocol):
@@ -199,11 +201,19 @@ class AnthropicMessages:
         return {"type": "error", "error": {"type": kind, "message": message}}
 
 
+class AnthropicCountTokens(AnthropicMessages):
+    """``POST /v1/messages/count_tokens``: ``{"input_tokens": COUNTED_TOKENS}``."""
+
+    def whole(self, request: Received, behaviour: Behaviour) -> dict[str, Any]:
+        return {"input_tokens": COUNTED_TOKENS}
+
+
 DIALECTS: dict[str, Dialect] = {
     "/chat/completions": OpenAIChat(),
     "/embeddings": OpenAIEmbeddings(),
     "/responses": OpenAIResponses(),
     "/messages": AnthropicMessages(),
+    "/messages/count_tokens": AnthropicCountTokens(),
 }
 """Answer shapes by the path's last segments; a new API is one more entry."""
 

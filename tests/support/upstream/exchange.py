@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 import time
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-from tests.support.upstream.behaviour import Behaviour, Received
+from tests.support.upstream.behaviour import Behaviour, Canned, Received
 from tests.support.upstream.dialects import Dialect
 
 _REASONS = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
@@ -87,6 +88,25 @@ class Exchange:
         headers = {"content-type": "application/json", "content-length": str(len(body))}
         return await self.send(status, {**headers, **(extra or {})}, body)
 
+    async def send_canned(self, canned: Canned) -> bool:
+        """A queued answer: its JSON whole, or its events as a chunked stream, one per chunk."""
+        if canned.events is None:
+            body = json.dumps(canned.json).encode()
+            headers = {"content-type": "application/json", "content-length": str(len(body))}
+            return await self.send(canned.status, headers, body)
+        events = [_sse(event, canned.named) for event in canned.events]
+        if not canned.named:
+            events.append(b"data: [DONE]\n\n")
+        await self.write_head(canned.status, stream_headers("chunked"))
+        for event in events:
+            await self.write(b"%x\r\n%s\r\n" % (len(event), event))
+            if self.request.first_event_at is None:
+                self.request.first_event_at = time.monotonic()
+            self.request.events_sent += 1
+        await self.write(b"0\r\n\r\n")
+        self.request.completed_at = time.monotonic()
+        return True
+
     def drop(self, how: Literal["close", "reset"]) -> bool:
         """Break the answer: a FIN (``close``) or a TCP reset (``reset``)."""
         self.request.dropped_at = time.monotonic()
@@ -153,6 +173,11 @@ class Exchange:
         if request.dropped_at is None:
             request.completed_at = time.monotonic()
         return chunked
+
+
+def _sse(event: dict[str, Any], named: bool) -> bytes:
+    data = b"data: " + json.dumps(event).encode() + b"\n\n"
+    return b"event: " + str(event["type"]).encode() + b"\n" + data if named else data
 
 
 def stream_headers(framing: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import contextlib
 import re
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +15,7 @@ import orjson
 
 from tests.support.loopback import LoopbackServer
 from tests.support.upstream.actions import ACTIONS
-from tests.support.upstream.behaviour import Behaviour, Received
+from tests.support.upstream.behaviour import Behaviour, Canned, Received
 from tests.support.upstream.dialects import OpenAIChat, dialect_for
 from tests.support.upstream.exchange import Exchange
 
@@ -31,6 +31,7 @@ class FakeUpstream(LoopbackServer):
         self.behaviours: dict[str, Behaviour] = {}
         self.requests: list[Received] = []
         self.by_rid: dict[str, list[Received]] = defaultdict(list)
+        self._canned: dict[str, deque[Canned]] = defaultdict(deque)
         self._lock = threading.Lock()
 
     @property
@@ -49,9 +50,28 @@ class FakeUpstream(LoopbackServer):
         return chosen
 
     def forget_behaviours(self) -> None:
-        """Back to the default ``Behaviour()`` for every model."""
+        """Back to the default ``Behaviour()`` for every model, with no answer queued."""
         self.default = Behaviour()
         self.behaviours.clear()
+        with self._lock:
+            self._canned.clear()
+
+    def answer(self, path: str, canned: Canned) -> None:
+        """Queue the answer of the next request to ``path`` (``/v1/messages``, no query string).
+
+        It comes before the model's and the default behaviour, after a directive,
+        and whatever the method (``GET /v1/responses/resp_1``).
+        """
+        with self._lock:
+            self._canned[path].append(canned)
+
+    def last(self, path: str) -> Received:
+        """The last request received on ``path`` (without its query string)."""
+        with self._lock:
+            found = next((r for r in reversed(self.requests) if r.route == path), None)
+        if found is None:
+            raise LookupError(f"the fake upstream received nothing on {path}")
+        return found
 
     def received(self, model: str | None = None) -> list[Received]:
         return [r for r in self.requests if model is None or r.model == model]
@@ -82,14 +102,17 @@ class FakeUpstream(LoopbackServer):
                 return
 
     def _choose(self, request: Received) -> Behaviour:
-        """Record the request and pick its behaviour: directive, then model, then default."""
-        found = _DIRECTIVE.search(request.raw_body.decode("utf-8", "replace"))
+        """Record the request and pick its behaviour: directive, canned, model, default."""
+        found = _DIRECTIVE.search(request.raw.decode("utf-8", "replace"))
         with self._lock:
             if found:
                 request.rid, plan = found.groups()
                 request.number = len(self.by_rid[request.rid]) + 1
                 actions = plan.split(",")
                 request.action = actions[min(request.number, len(actions)) - 1]
+            else:
+                queued = self._canned.get(request.route)
+                request.canned = queued.popleft() if queued else None
             self.by_rid[request.rid].append(request)
             self.requests.append(request)
         if request.action:
@@ -109,6 +132,8 @@ class FakeUpstream(LoopbackServer):
         dialect = dialect_for(request.path)
         exchange = Exchange(request, behaviour, dialect or OpenAIChat(), reader, writer)
         try:
+            if request.canned is not None:
+                return await exchange.send_canned(request.canned)
             if request.method == "GET" and request.path.endswith("/models"):
                 return await exchange.send_json(200, {"object": "list", "data": []})
             if request.method != "POST" or dialect is None:
