@@ -64,7 +64,8 @@ class ProviderConfig(StrictModel):
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
     """The largest non-streamed answer (chat completion, embeddings) the gateway reads from
     this provider, in bytes as sent. A larger one is cut where it passes the bound (or
-    refused from its `Content-Length`) and fails the attempt with `upstream_error`."""
+    refused from its `Content-Length`) and fails the attempt with `upstream_error`. Also
+    the most text (in characters) a stream keeps for a hook or `log_payload` rule."""
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024)
     """The largest server-sent event of a stream from this provider, in bytes. A stream
     whose event grows past it fails with one error event (`upstream_error`)."""
@@ -421,7 +422,9 @@ class StateConfig(StrictModel):
     """How `redis_url` is read. `standalone`: one Redis server. `cluster`: any one node
     of a Redis Cluster (the others are discovered; MOVED, ASK and failover are followed).
     `sentinel`: a Sentinel (several as `redis://host1:26379,host2:26379/0`), which names
-    the primary of `sentinel_service`; the URL's password is the primary's."""
+    the primary of `sentinel_service`; the URL's password is the primary's (the Sentinels
+    are asked without one), and `rediss://` means TLS to the Sentinels and the primary.
+    `cluster` and `sentinel` take a `redis://` or `rediss://` URL, not `unix://`."""
     sentinel_service: str | None = Field(default=None, min_length=1, max_length=200)
     """With `redis_mode` `sentinel`: the name the Sentinels monitor the primary by
     (`sentinel monitor <name> ...`). Required then, refused otherwise."""
@@ -431,10 +434,12 @@ class StateConfig(StrictModel):
     """While Redis cannot be reached: serve without limits, or refuse with 503
     `limiter_unavailable`."""
     timeout_s: float = Field(default=0.5, gt=0, le=10)
-    """Connect and reply timeout of one Redis call, and the longest wait for a pooled
-    connection: what a dead Redis costs a request at most."""
+    """Connect and reply timeout of one Redis call, and the longest wait for its turn
+    (`max_connections`): what a dead Redis costs a call at most. On a cluster a call that
+    timed out is retried once, so a node that hangs costs up to twice this."""
     max_connections: int = Field(default=64, ge=1)
-    """Redis connections per process."""
+    """Redis connections per process: at most this many calls in flight, in every mode;
+    the others wait for their turn, at most `timeout_s`."""
 
     @model_validator(mode="after")
     def _sentinel_needs_a_service(self) -> StateConfig:
