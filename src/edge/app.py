@@ -44,7 +44,6 @@ from ..observability.metrics import InFlight, Metrics
 from ..observability.rolling import Rolling
 from ..observability.telemetry import CircuitListener, Sink, Telemetry
 from ..observability.tracing import Tracing, exporter_names
-from ..pipeline.streaming import SSEResponse
 from ..pipeline.waiting import CapacityQueue
 from ..providers import TransportFactory
 from ..providers.pool import raise_open_files_limit
@@ -55,6 +54,7 @@ from .reload import Reloader, build_gateway
 from .routes import API_ROUTES, OTHER_ROUTES, dialect_for
 from .schemas import openapi_body
 from .shutdown import on_sigterm
+from .streams import SSEResponse
 
 _WATCH_AFTER_S = 0.05
 _SHUTTING_DOWN = "The gateway is shutting down and takes no new requests; retry."

@@ -7,7 +7,12 @@ the pair, whose events are framed here:
 
 - ``ChatEncoder``: OpenAI's chat chunks, ``data: <chunk>`` then ``[DONE]``;
   the usage chunk only when the client asked for it (the gateway always asks
-  the upstream), with ``cost_usd`` when the model has a price.
+  the upstream), with ``cost_usd`` when the model has a price. Passed
+  through, a chunk goes as the provider sent its data, with the model it
+  names replaced by the alias (and its ``"usage": null`` taken out when the
+  client did not ask for usage), edited on the bytes; only a chunk that
+  cannot be edited so (the usage chunk, an unusual spelling) is
+  re-serialised.
 - ``EventEncoder``: named events (``event: <type>`` then ``data: <json>``),
   Anthropic's Messages stream and the Responses API's. Passed through, each
   event goes as the provider sent its data, the model it names replaced by
@@ -16,6 +21,7 @@ the pair, whose events are framed here:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -24,10 +30,14 @@ import orjson
 from ..config import PriceConfig
 from ..pipeline.cost import usage_cost
 from ..providers import Event, Usage
-from ..providers.operations import CHAT, Operation, with_model
+from ..providers.operations import CHAT, Operation, model_pattern, replace_once, with_model
 from ..translate import StreamTranslator
 
 _DONE = b"data: [DONE]\n\n"
+_ABSENT = object()
+# A ``"usage": null`` member with one of the commas around it (the JSON stays valid:
+# a member in the middle keeps the other comma, the only member leaves ``{}``).
+_NULL_USAGE = re.compile(rb'\s*,\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,?\s*')
 # Why a stream ended early, as Anthropic's error type.
 _ANTHROPIC_KINDS = {"upstream_error": "api_error", "service_unavailable": "overloaded_error"}
 
@@ -48,6 +58,7 @@ class ChatEncoder:
     ) -> None:
         self._include_usage = include_usage
         self._model = model
+        self._model_member = b'"model":' + orjson.dumps(model)
         self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
         self._price = price
         self._translator = translator
@@ -56,9 +67,37 @@ class ChatEncoder:
         parsed = event.json
         if parsed is None:
             return b""
-        if self._translator is None:
-            return self._chunk(parsed)
-        return b"".join(self._chunk(chunk) for chunk in self._translator.feed(parsed))
+        if self._translator is not None:
+            return b"".join(self._chunk(chunk) for chunk in self._translator.feed(parsed))
+        if event.data and b"\n" not in event.data:
+            passed = self._passed(event.data, parsed)
+            if passed is not None:
+                return passed
+        return self._chunk(parsed)
+
+    def _passed(self, data: bytes, chunk: dict[str, Any]) -> bytes | None:
+        """``data`` as the client gets it, edited on the bytes; ``None``: re-serialise."""
+        usage = chunk.get("usage", _ABSENT)
+        if usage is not None and usage is not _ABSENT:
+            return None  # the usage chunk: dropped, or priced
+        self._chunk_id = chunk.get("id", self._chunk_id)
+        self._created = chunk.get("created", self._created)
+        if not chunk.get("choices") and not self._include_usage:
+            return b""
+        if usage is None and not self._include_usage:
+            edited = replace_once(_NULL_USAGE, data, b"")
+            if edited is None:
+                return None
+            data = edited
+        model = chunk.get("model")
+        if model != self._model:
+            if not isinstance(model, str):
+                return None
+            edited = replace_once(model_pattern(model), data, self._model_member)
+            if edited is None:
+                return None
+            data = edited
+        return b"data: " + data + b"\n\n"
 
     def _chunk(self, chunk: dict[str, Any]) -> bytes:
         chunk["model"] = self._model

@@ -25,10 +25,11 @@ from ..governance.identity import Client
 from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline.cost import COST_HEADER, format_usd
 from ..pipeline.gateway import Gateway, Inbound, Ticket
-from ..pipeline.streaming import Encoder, OpenedStream, Relay, SSEResponse, open_stream
+from ..pipeline.streaming import Encoder, OpenedStream, Relay, open_stream
 from ..translate import Context
 from .dialects import Dialect
 from .handling import ceiling_of, guarded, refusal_headers, use_case_of
+from .streams import SSEResponse
 from .wire import JSON, new_request_id
 
 Answer = Response | SSEResponse

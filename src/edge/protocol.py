@@ -44,8 +44,8 @@ from ..errors import (
     RequestHeadTooLarge,
     RequestTimeout,
 )
-from ..pipeline.streaming import CONNECTION_CUT
 from .routes import dialect_for
+from .streams import CONNECTION_CUT
 
 _LINGER_S = 2.0
 _LAST_EVENT_S = 1.0  # after the drain deadline, for the streams' last error event

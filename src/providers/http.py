@@ -133,26 +133,74 @@ class HTTPProvider:
         response = await self._open(self.url(op, model), self.headers(request, True), payload)
         return ResponseStream(response, lambda r: self.events(op, r))
 
-    async def events(self, op: Operation, response: httpx.Response) -> AsyncIterator[Event]:
-        """The stream's events up to the one that completes it; failures raised."""
-        async for name, data in self.sse_events(response):
-            event = None if data == b"[DONE]" else self.json_event(data)
-            if event is not None:
-                error = op.stream_error(event)
-                if error is not None:
-                    raise AttemptFailed(
-                        "status",
-                        f"provider {self.name} sent an error event:"
-                        f" {error[0]}: {self.safe(error[1])}",
-                        status=_ERROR_STATUS.get(error[0], 500),
-                        event=Event(name, self._redacted_data(data), event),
-                    )
-            if op.stream_end(data, event):
-                if event is not None:
-                    yield Event(name, data, event)
-                return
-            yield Event(name, data, event)
+    async def events(self, op: Operation, response: httpx.Response) -> AsyncIterator[list[Event]]:
+        """The stream's events, in the batches one read completed, up to the one that
+        completes the stream; failures raised.
+
+        A silent upstream is cut by the transport's read timeout. One that keeps
+        sending bytes without completing an event (a drip) is cut here, once it
+        has been waited for the provider's timeout since its last event: only
+        the time spent waiting for the upstream counts, not the time the
+        consumer took (a client reading slowly is not the upstream's fault). An
+        event larger than ``max_event_bytes`` fails the stream, and so does an
+        end without the operation's last event.
+        """
+        limit = self._bounds.max_event_bytes
+        decoder = SSEDecoder(limit)
+        clock = asyncio.get_running_loop().time
+        chunks = aiter(response.stream)  # type: ignore[arg-type]
+        waited = 0.0
+        try:
+            while True:
+                started = clock()
+                try:
+                    raw = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                waited += clock() - started
+                found = decoder.feed_named(raw)
+                if not found:
+                    if waited > self._timeout_s:
+                        raise TimeoutError
+                    continue
+                waited = 0.0
+                batch: list[Event] = []
+                for name, data in found:
+                    event = None if data == b"[DONE]" else self.json_event(data)
+                    failure = None if event is None else self._failure(op, name, data, event)
+                    if failure is not None:
+                        if batch:
+                            yield batch  # what came before the error event goes first
+                        raise failure
+                    if op.stream_end(data, event):
+                        if event is not None:
+                            batch.append(Event(name, data, event))
+                        if batch:
+                            yield batch
+                        return
+                    batch.append(Event(name, data, event))
+                yield batch
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_failure(exc) from None
+        except EventTooLarge:
+            raise self.stream_failure(
+                f"sent an event larger than {limit} bytes (max_event_bytes)"
+            ) from None
         raise self.stream_failure(f"ended the stream without {op.last_event}")
+
+    def _failure(
+        self, op: Operation, name: bytes | None, data: bytes, event: dict[str, Any]
+    ) -> AttemptFailed | None:
+        """The failure an error event reports (redacted of the key); ``None`` for other events."""
+        error = op.stream_error(event)
+        if error is None:
+            return None
+        return AttemptFailed(
+            "status",
+            f"provider {self.name} sent an error event: {error[0]}: {self.safe(error[1])}",
+            status=_ERROR_STATUS.get(error[0], 500),
+            event=Event(name, self._redacted_data(data), event),
+        )
 
     def _request(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Request:
         return httpx.Request(
@@ -331,46 +379,6 @@ class HTTPProvider:
 
     def stream_failure(self, what: str) -> AttemptFailed:
         return AttemptFailed("bad_response", f"provider {self.name} {what}")
-
-    async def sse_events(
-        self, response: httpx.Response
-    ) -> AsyncIterator[tuple[bytes | None, bytes]]:
-        """The ``event`` name and ``data`` of each event of a server-sent-event stream.
-
-        A silent upstream is cut by the transport's read timeout. One that keeps
-        sending bytes without completing an event (a drip) is cut here, once it
-        has been waited for the provider's timeout since its last event: only
-        the time spent waiting for the upstream counts, not the time the
-        consumer took (a client reading slowly is not the upstream's fault). An
-        event larger than ``max_event_bytes`` fails the stream. Ends when the
-        upstream closes the stream; the caller decides whether that was too early.
-        """
-        limit = self._bounds.max_event_bytes
-        decoder = SSEDecoder(limit)
-        clock = asyncio.get_running_loop().time
-        chunks = aiter(response.stream)  # type: ignore[arg-type]
-        waited = 0.0
-        try:
-            while True:
-                started = clock()
-                raw = await anext(chunks, None)
-                if raw is None:
-                    return
-                waited += clock() - started
-                events = decoder.feed_named(raw)
-                if not events:
-                    if waited > self._timeout_s:
-                        raise TimeoutError
-                    continue
-                waited = 0.0
-                for event in events:
-                    yield event
-        except (TimeoutError, httpx.HTTPError) as exc:
-            raise self._transport_failure(exc) from None
-        except EventTooLarge:
-            raise self.stream_failure(
-                f"sent an event larger than {limit} bytes (max_event_bytes)"
-            ) from None
 
     def json_event(self, data: bytes) -> dict[str, Any]:
         try:

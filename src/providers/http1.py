@@ -184,13 +184,17 @@ class _Connection(asyncio.Protocol):
             raise
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: what arrived since the last step, as one piece."""
+        pending = self._chunks
         while True:
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._paused and self._buffered < _PAUSE_AT // 2:
+            if pending:
+                chunk = pending.popleft() if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                self._buffered = 0
+                if self._paused:
                     self._resume()
                 yield chunk
+                continue
             if self._error is not None:
                 raise self._error
             if self._complete:
@@ -345,9 +349,8 @@ class _Body(httpx.AsyncByteStream):
         self._connection = connection
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._connection.chunks():
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._connection.chunks()
 
     async def aclose(self) -> None:
         if not self._released:
