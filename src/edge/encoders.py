@@ -21,7 +21,6 @@ the pair, whose events are framed here:
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -30,14 +29,15 @@ import orjson
 from ..config import PriceConfig
 from ..pipeline.cost import usage_cost
 from ..providers import Event, Usage
-from ..providers.operations import CHAT, Operation, model_pattern, replace_once, with_model
+from ..providers.operations import CHAT, Operation, with_model
 from ..translate import StreamTranslator
 
 _DONE = b"data: [DONE]\n\n"
 _ABSENT = object()
-# A ``"usage": null`` member with one of the commas around it (the JSON stays valid:
-# a member in the middle keeps the other comma, the only member leaves ``{}``).
-_NULL_USAGE = re.compile(rb'\s*,\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,?\s*')
+_USAGE_KEY = b'"usage"'
+_NULL_USAGE = b'"usage":null'
+_MODEL_KEY = b'"model"'
+
 # Why a stream ended early, as Anthropic's error type.
 _ANTHROPIC_KINDS = {"upstream_error": "api_error", "service_unavailable": "overloaded_error"}
 
@@ -59,6 +59,8 @@ class ChatEncoder:
         self._include_usage = include_usage
         self._model = model
         self._model_member = b'"model":' + orjson.dumps(model)
+        self._upstream_model = ""
+        self._upstream_member = b""
         self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
         self._price = price
         self._translator = translator
@@ -85,7 +87,7 @@ class ChatEncoder:
         if not chunk.get("choices") and not self._include_usage:
             return b""
         if usage is None and not self._include_usage:
-            edited = replace_once(_NULL_USAGE, data, b"")
+            edited = _without_null_usage(data)
             if edited is None:
                 return None
             data = edited
@@ -93,9 +95,14 @@ class ChatEncoder:
         if model != self._model:
             if not isinstance(model, str):
                 return None
-            edited = replace_once(model_pattern(model), data, self._model_member)
+            if model != self._upstream_model:  # the same in every chunk: prepared once
+                self._upstream_model = model
+                self._upstream_member = b'"model":' + orjson.dumps(model)
+            edited = _replaced(data, _MODEL_KEY, self._upstream_member, self._model_member)
             if edited is None:
-                return None
+                edited = with_model(data, model, self._model)  # spelled otherwise
+                if edited is None:
+                    return None
             data = edited
         return b"data: " + data + b"\n\n"
 
@@ -194,3 +201,30 @@ class EventEncoder:
 
 def _framed(event: dict[str, Any]) -> bytes:
     return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+# The chunk edits below work on the bytes of an object whose members the caller has
+# parsed. A quote inside a JSON string is escaped, so a key's text found once in the
+# bytes is that member; anything less certain (the text found twice, spaces around the
+# colon) gives ``None``, and the caller re-serialises the chunk.
+
+
+def _without_null_usage(data: bytes) -> bytes | None:
+    """``data`` without its ``"usage":null`` member (and a comma beside it)."""
+    at = data.find(_NULL_USAGE)
+    if at < 0 or data.count(_USAGE_KEY) != 1:
+        return None
+    end = at + len(_NULL_USAGE)
+    if data[at - 1 : at] == b",":
+        return data[: at - 1] + data[end:]
+    if data[end : end + 1] == b",":
+        return data[:at] + data[end + 1 :]
+    return None
+
+
+def _replaced(data: bytes, key: bytes, member: bytes, replacement: bytes) -> bytes | None:
+    """``data`` with ``member`` (the ``key`` and its value) replaced by ``replacement``."""
+    at = data.find(member)
+    if at < 0 or data.count(key) != 1:
+        return None
+    return data[:at] + replacement + data[at + len(member) :]

@@ -35,10 +35,15 @@ class SSEDecoder:
 
     def feed_named(self, chunk: bytes) -> list[tuple[bytes | None, bytes]]:
         """``(event name or None, data)`` of every event that ``chunk`` completes, in order."""
-        if not self._partial and not self._data and self._name is None and chunk.endswith(b"\n\n"):
-            events = self._whole(chunk)
-            if events is not None:
-                return events
+        if not self._partial and not self._data and self._name is None:
+            if chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2:
+                if len(chunk) - 8 > self._limit:  # one whole event, one line: the usual read
+                    raise EventTooLarge
+                return [(None, chunk[6:-2])]
+            if chunk.endswith(b"\n\n"):
+                events = self._whole(chunk)
+                if events is not None:
+                    return events
         if chunk.find(b"\n") < 0:
             self._partial += chunk
             if self._size + len(self._partial) > self._limit:
