@@ -119,16 +119,20 @@ class Relay:
         """The stream's bytes for the client: what each upstream read completed, as one piece."""
         record, encoder, opened = self._record, self._encoder, self._opened
         batches = opened.events
-        batch: list[Event] | None = opened.first
+        batch = opened.first
         opened.first = []
         try:
-            while batch is not None:
+            while True:
                 data = self._relayed(batch)
+                del batch  # not kept while the next batch is awaited
                 if data:
                     if record.ttft_ms is None:
                         record.ttft_ms = _elapsed_ms(record)
                     yield data
-                batch = await anext(batches, None)
+                try:
+                    batch = await batches.__anext__()
+                except StopAsyncIteration:
+                    break
             reported = self._usage is not None
             self._usage = self._usage or self._approximate()
             self._ended = True

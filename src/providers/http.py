@@ -154,7 +154,7 @@ class HTTPProvider:
             while True:
                 started = clock()
                 try:
-                    raw = await anext(chunks)
+                    raw = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
                 waited += clock() - started
@@ -164,22 +164,17 @@ class HTTPProvider:
                         raise TimeoutError
                     continue
                 waited = 0.0
-                batch: list[Event] = []
-                for name, data in found:
-                    event = None if data == b"[DONE]" else self.json_event(data)
-                    failure = None if event is None else self._failure(op, name, data, event)
-                    if failure is not None:
-                        if batch:
-                            yield batch  # what came before the error event goes first
-                        raise failure
-                    if op.stream_end(data, event):
-                        if event is not None:
-                            batch.append(Event(name, data, event))
-                        if batch:
-                            yield batch
-                        return
-                    batch.append(Event(name, data, event))
-                yield batch
+                batch, ended, failure = self._batch(op, found)
+                # Nothing of this read stays referenced while the next one is awaited: what
+                # lives across an await outlives young garbage collections, and costs.
+                del found
+                if batch:
+                    yield batch
+                del batch
+                if failure is not None:
+                    raise failure
+                if ended:
+                    return
         except (TimeoutError, httpx.HTTPError) as exc:
             raise self._transport_failure(exc) from None
         except EventTooLarge:
@@ -187,6 +182,24 @@ class HTTPProvider:
                 f"sent an event larger than {limit} bytes (max_event_bytes)"
             ) from None
         raise self.stream_failure(f"ended the stream without {op.last_event}")
+
+    def _batch(
+        self, op: Operation, found: list[tuple[bytes | None, bytes]]
+    ) -> tuple[list[Event], bool, AttemptFailed | None]:
+        """The events of one read, whether the last of them ends the stream, and the failure
+        an error event among them reports (the events before it are kept)."""
+        batch: list[Event] = []
+        for name, data in found:
+            event = None if data == b"[DONE]" else self.json_event(data)
+            failure = None if event is None else self._failure(op, name, data, event)
+            if failure is not None:
+                return batch, False, failure
+            if op.stream_end(data, event):
+                if event is not None:
+                    batch.append(Event(name, data, event))
+                return batch, True, None
+            batch.append(Event(name, data, event))
+        return batch, False, None
 
     def _failure(
         self, op: Operation, name: bytes | None, data: bytes, event: dict[str, Any]
