@@ -124,6 +124,7 @@ class GatewayApp:
         if type(response) is not SSEResponse:
             await response(scope, receive, send)
             return
+        del request, watch  # not kept while the stream lasts
         self._streams.add(response)
         try:
             await response(scope, receive, send)

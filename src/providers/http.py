@@ -131,9 +131,13 @@ class HTTPProvider:
         self._check(op)
         payload = self.payload(op, model, request)
         response = await self._open(self.url(op, model), self.headers(request, True), payload)
-        return ResponseStream(response, lambda r: self.events(op, r))
+        body = response.stream
+        assert isinstance(body, httpx.AsyncByteStream)  # an async transport's
+        return ResponseStream(body, lambda chunks: self.events(op, chunks))
 
-    async def events(self, op: Operation, response: httpx.Response) -> AsyncIterator[list[Event]]:
+    async def events(
+        self, op: Operation, body: httpx.AsyncByteStream
+    ) -> AsyncIterator[list[Event]]:
         """The stream's events, in the batches one read completed, up to the one that
         completes the stream; failures raised.
 
@@ -148,7 +152,7 @@ class HTTPProvider:
         limit = self._bounds.max_event_bytes
         decoder = SSEDecoder(limit)
         clock = asyncio.get_running_loop().time
-        chunks = aiter(response.stream)  # type: ignore[arg-type]
+        chunks = aiter(body)
         waited = 0.0
         try:
             while True:
@@ -419,19 +423,28 @@ def header_pair(extra: dict[str, str]) -> tuple[httpx.Headers, httpx.Headers]:
 
 
 class ResponseStream:
-    """An open upstream stream: chunks from ``produce``, and the response to close."""
+    """An open upstream stream: the events ``produce`` makes of its body, and the body to
+    close. Only the body is kept, not the response with its request and headers: an open
+    stream holds what it still needs."""
+
+    __slots__ = ("_body", "_closed", "_produce")
 
     def __init__(
-        self, response: httpx.Response, produce: Callable[[httpx.Response], AsyncIterator[Any]]
+        self,
+        body: httpx.AsyncByteStream,
+        produce: Callable[[httpx.AsyncByteStream], AsyncIterator[Any]],
     ) -> None:
-        self._response = response
+        self._body = body
         self._produce = produce
+        self._closed = False
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self._produce(self._response)
+        return self._produce(self._body)
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        if not self._closed:
+            self._closed = True
+            await self._body.aclose()
 
 
 async def read_all(response: httpx.Response, limit: int = _MAX_ERROR_BYTES) -> bytes:
