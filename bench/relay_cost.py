@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -28,7 +29,7 @@ import httpx
 import orjson
 import uvloop
 
-from src.config import ProviderConfig, parse_config
+from src.config import parse_config
 from src.edge.app import GatewayApp, create_app
 
 MODEL = "fake-model"
@@ -179,7 +180,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100, help="streams at once")
     args = parser.parse_args()
     os.environ.setdefault("BENCH_UPSTREAM_KEY", "bench-key")
-    with tempfile.TemporaryDirectory() as folder:
+    # The telemetry lines also go to stdout: not between the figures.
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        open(os.devnull, "w") as null,
+        contextlib.redirect_stdout(null),
+    ):
         tmp = Path(folder)
         full = uvloop.run(measure(args.chunks, args.streams, args.concurrency, tmp))
         empty = uvloop.run(measure(0, args.streams, args.concurrency, tmp))
