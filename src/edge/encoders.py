@@ -80,8 +80,10 @@ class ChatEncoder:
     def _passed(self, data: bytes, chunk: dict[str, Any]) -> bytes | None:
         """``data`` as the client gets it, edited on the bytes; ``None``: re-serialise."""
         usage = chunk.get("usage", _ABSENT)
-        if usage is not None and usage is not _ABSENT and (
-            not self._include_usage or self._price is not None
+        if (
+            usage is not None
+            and usage is not _ABSENT
+            and (not self._include_usage or self._price is not None)
         ):
             return None  # a usage the client did not ask for, or one to price
         self._chunk_id = chunk.get("id", self._chunk_id)
