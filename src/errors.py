@@ -2,8 +2,10 @@
 
 Every refusal or failure a client can see is a ``GatewayError``: it carries the
 HTTP status, the error ``type`` of the envelope, a message that is safe to show
-(never a key), and optional extra response headers. ``app`` renders it in the
-caller's dialect (``edge.dialects``); nothing else builds error bodies.
+(never a key), and what the answer's headers say about it (when to retry, the
+client's quota, the refusing rule, the authentication scheme), as data: the
+edge renders body and headers in the caller's dialect (``edge.dialects``);
+nothing else builds error bodies or headers.
 
     GatewayError
     ├── InvalidRequest            400 invalid_request_error
@@ -41,7 +43,10 @@ caller's dialect (``edge.dialects``); nothing else builds error bodies.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .state.limiter import Quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,18 +95,27 @@ class GatewayError(Exception):
     type: str = "internal_error"
     # Set on refusals by a rule (limits, budgets, policies, the cost ceiling).
     rule: RuleInfo | None = None
+    # True once the client's request limit accounts for the request (it was admitted, or
+    # the limit itself refused it); a refusal of a known client that is not yet counted
+    # is counted as it is answered, so refusals cannot be had for free.
+    counted: bool = False
+    # The client's quota when it was refused (its rate-limit headers), once known.
+    quota: Quota | None = None
+    # The scheme a 401 names in ``WWW-Authenticate``.
+    challenge: str | None = None
 
     def __init__(
         self,
         message: str,
         *,
         param: str | None = None,
-        headers: dict[str, str] | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
-        self.headers = headers or {}
+        # Seconds after which a retry may succeed (``Retry-After``), when known.
+        self.retry_after_s = retry_after_s
 
 
 class InvalidRequest(GatewayError):
@@ -140,8 +154,7 @@ class AuthenticationFailed(GatewayError):
     status = 401
     type = "authentication_error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"www-authenticate": "Bearer"})
+    challenge = "Bearer"
 
 
 class PermissionDenied(GatewayError):
@@ -213,8 +226,7 @@ class RateLimited(GatewayError):
     type = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message, headers={"retry-after": str(retry_after_s)})
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class BudgetExceeded(GatewayError):
@@ -222,7 +234,7 @@ class BudgetExceeded(GatewayError):
     type = "budget_exceeded"
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message, headers={"retry-after": str(retry_after_s)})
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class PolicyFailed(GatewayError):

@@ -56,6 +56,10 @@ class GatewayConfig(StrictModel):
     """Largest request body read; a larger one is 413 `request_too_large` (checked on
     `Content-Length` before reading, and while reading). The default fits several images:
     OpenAI takes images of up to 20 MB, and base64 adds a third."""
+    max_json_depth: int = Field(default=64, ge=4, le=128)
+    """How deeply a request body may nest objects and arrays (`{}` and `[]` count one
+    level each). A deeper body is refused when it is read: 400 `invalid_request_error`,
+    on every route. At most 128, so what the gateway forwards always re-encodes."""
     request_read_timeout_s: float = Field(default=30.0, gt=0)
     """HTTP layer: a request's head and body must arrive within this, from the
     connection opening (or the request's first byte on a kept-alive connection);

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from ..config import GatewayConfig
 from ..errors import AuthenticationFailed, PermissionDenied
 
-CHALLENGE = {"www-authenticate": 'Basic realm="gateway admin", charset="UTF-8"'}
+CHALLENGE = 'Basic realm="gateway admin", charset="UTF-8"'
 
 
 class AdminGuard:
@@ -69,7 +69,7 @@ class AdminGuard:
         error = AuthenticationFailed(
             f"This route needs the admin key ({self.env}) as a Bearer token."
         )
-        error.headers = dict(CHALLENGE)
+        error.challenge = CHALLENGE
         return error
 
 

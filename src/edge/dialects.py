@@ -76,8 +76,13 @@ class Dialect:
     def error_response(
         self, error: GatewayError, headers: dict[str, str] | None = None
     ) -> Response:
-        """The error as an HTTP answer: its status, its own headers over ``headers``."""
-        merged = {**headers, **error.headers} if headers else error.headers
+        """The error as an HTTP answer: its status, ``headers``, and its own ``Retry-After``
+        and ``WWW-Authenticate``."""
+        merged = dict(headers) if headers else {}
+        if error.retry_after_s is not None:
+            merged["retry-after"] = str(error.retry_after_s)
+        if error.challenge is not None:
+            merged["www-authenticate"] = error.challenge
         return Response(self.error_bytes(error), error.status, merged, JSON)
 
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ..errors import InvalidRequest
 from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline import tokens
-from ..pipeline.cost import COST_HEADER, format_usd
+from ..pipeline.cost import format_usd
 from ..pipeline.gateway import Gateway, Inbound, Ticket
 from ..pipeline.streaming import OpenedStream
 from ..providers.operations import CHAT, EMBEDDINGS
@@ -22,6 +22,7 @@ from ..translate import Context
 from .encoders import ChatEncoder
 from .exchange import Answer, Call, serve
 from .handling import authenticate, ceiling_of, client_for, guarded, impostor, use_case_of
+from .ratelimit_fields import limit_headers
 from .schemas import (
     MAX_CLIENT_ID,
     ChatCompletionRequest,
@@ -30,15 +31,16 @@ from .schemas import (
     SeedChatRequest,
     validate_body,
 )
-from .wire import json_response, read_body, read_json
+from .wire import COST_HEADER, json_response, read_body, read_json
 
 
 async def chat_completions(call: Call, request: Request) -> Answer:
     """OpenAI's chat completions, streamed or not; the caller is its key (or ``X-Client-Id``)."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    raw, body = await read_body(request, gateway.config.max_body_bytes)
-    chat = validate_body(ChatCompletionRequest, body)
+    await gateway.refuse_over_limit(record.client_id, call.client)
+    raw, body = await read_body(request, gateway.config)
+    chat = await validate_body(ChatCompletionRequest, body)
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
 
     def encoder(ticket: Ticket, opened: OpenedStream, context: Context) -> ChatEncoder:
@@ -48,7 +50,8 @@ async def chat_completions(call: Call, request: Request) -> Answer:
 
     return await serve(
         call, request, Inbound(CHAT, body, raw),
-        prompt=tokens.prompt_tokens(body["messages"]), budget=chat.completion_budget(),
+        prompt=await tokens.prompt_tokens_async(body["messages"]),
+        budget=chat.completion_budget(), choices=chat.choices(),
         stream=encoder if chat.stream else None,
     )  # fmt: skip
 
@@ -59,11 +62,12 @@ async def seed_chat(call: Call, request: Request) -> Answer:
     keyed = not gateway.identity.open
     if keyed:
         call.client = authenticate(gateway, request, record)
-    body = await read_json(request, gateway.config.max_body_bytes)
+        await gateway.refuse_over_limit(record.client_id, call.client)
+    body = await read_json(request, gateway.config)
     claimed = body.get("client_id") if isinstance(body, dict) else None
     if not keyed and isinstance(claimed, str) and claimed:
         record.client_id = claimed[:MAX_CLIENT_ID]
-    chat = validate_body(KeyedSeedChatRequest if keyed else SeedChatRequest, body)
+    chat = await validate_body(KeyedSeedChatRequest if keyed else SeedChatRequest, body)
     if chat.stream:
         raise InvalidRequest(
             "/v1/chat does not stream; use /v1/chat/completions with stream=true.",
@@ -75,9 +79,9 @@ async def seed_chat(call: Call, request: Request) -> Answer:
         raise impostor("The body's client_id", claimed, call.client)
     upstream_body = {k: v for k, v in body.items() if k != "client_id"}
     ticket = await gateway.admit(
-        record, call.client, chat.model, tokens.prompt_tokens(body["messages"]),
+        record, call.client, chat.model, await tokens.prompt_tokens_async(body["messages"]),
         chat.completion_budget(), upstream_body, use_case=use_case_of(request),
-        ceiling_usd=ceiling_of(request),
+        ceiling_usd=ceiling_of(request), choices=chat.choices(),
     )  # fmt: skip
     inbound = Inbound(CHAT, upstream_body)
     answered = await guarded(ticket, gateway.complete(record, ticket, inbound))
@@ -89,7 +93,7 @@ async def seed_chat(call: Call, request: Request) -> Answer:
         "usage": answer["usage"],
         "message": _first_message(answer),
     }
-    headers = {**ticket.headers, "x-request-id": record.request_id}
+    headers = {**limit_headers(call.client, ticket.quota), "x-request-id": record.request_id}
     return json_response(reply, headers=_with_cost(headers, record))
 
 
@@ -97,8 +101,9 @@ async def embeddings(call: Call, request: Request) -> Answer:
     """OpenAI's embeddings, through the same aliases, rules, limits, fallbacks and telemetry."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    raw, body = await read_body(request, gateway.config.max_body_bytes)
-    embed = validate_body(EmbeddingsRequest, body)
+    await gateway.refuse_over_limit(record.client_id, call.client)
+    raw, body = await read_body(request, gateway.config)
+    embed = await validate_body(EmbeddingsRequest, body)
     return await serve(
         call, request, Inbound(EMBEDDINGS, body, raw),
         prompt=embed.input_tokens(), budget=0, stream=None, completes=False,

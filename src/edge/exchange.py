@@ -4,11 +4,12 @@
 The wrapper makes the ``Call`` (the gateway the request runs on, taken once so
 that a reload does not touch a running request; its telemetry record; its
 client once known), answers a refusal in the route's dialect with the
-client's limit headers, records a client that left (499) or a gateway fault
-(500), and writes the telemetry line once, unless the handler handed the
-record to a stream (``Call.stream``), which writes it when the stream ends.
-``serve`` is what a handler does once it has its ``Inbound`` request: admit,
-then answer whole or streamed.
+client's limit headers (a refusal of a known client counts against its
+request limit, so an over-limit client gets 429 whatever it sends), records
+a client that left (499) or a gateway fault (500), and writes the telemetry
+line once, unless the handler handed the record to a stream (``Call.stream``),
+which writes it when the stream ends. ``serve`` is what a handler does once it
+has its ``Inbound`` request: admit, then answer whole or streamed.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from starlette.responses import Response
 from ..errors import GatewayError
 from ..governance.identity import Client
 from ..observability.telemetry import CallRecord, Telemetry
-from ..pipeline.cost import COST_HEADER, format_usd
+from ..pipeline.admission import CHAT_BUDGET_FIELDS
+from ..pipeline.cost import format_usd
 from ..pipeline.gateway import Gateway, Inbound, Ticket
 from ..pipeline.streaming import Encoder, OpenedStream, Relay, open_stream
 from ..translate import Context
 from .dialects import Dialect
 from .handling import ceiling_of, guarded, refusal_headers, use_case_of
+from .ratelimit_fields import limit_headers
 from .streams import SSEResponse
-from .wire import JSON, new_request_id
+from .wire import COST_HEADER, JSON, new_request_id
 
 Answer = Response | SSEResponse
 Handler = Callable[["Call", Request], Awaitable[Answer]]
@@ -75,8 +78,11 @@ def endpoint(path: str, dialect: Dialect) -> Callable[[Handler], Route]:
             try:
                 return await handle(call, request)
             except GatewayError as exc:
-                headers = await refusal_headers(call.gateway, record, exc, call.client)
-                return dialect.error_response(exc, headers)
+                error = exc
+                if call.client is not None and not exc.counted:
+                    error = await call.gateway.count_refusal(record, call.client, exc)
+                headers = await refusal_headers(call.gateway, record, error, call.client)
+                return dialect.error_response(error, headers)
             except asyncio.CancelledError:
                 record.status, record.outcome = 499, "client_disconnected"
                 raise
@@ -104,22 +110,24 @@ async def serve(
     budget: int | None,
     stream: EncoderFor | None,
     completes: bool = True,
-    budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+    budget_fields: tuple[str, ...] = CHAT_BUDGET_FIELDS,
+    choices: int = 1,
 ) -> Answer:
     """Admit the request, then answer it whole or (``stream``: how to encode it) streamed.
 
-    ``prompt`` is the approximate prompt, ``budget`` the completion the client allows.
+    ``prompt`` is the approximate prompt, ``budget`` the completion the client allows for
+    each of the answer's ``choices``.
     """
     gateway, record = call.gateway, call.record
     assert call.client is not None
     ticket = await gateway.admit(
         record, call.client, inbound.model, prompt, budget, inbound.body,
         use_case=use_case_of(request), ceiling_usd=ceiling_of(request), completes=completes,
-        budget_fields=budget_fields,
+        budget_fields=budget_fields, choices=choices,
     )  # fmt: skip
     if ticket.body_changed:
         inbound.raw = None
-    headers = {**ticket.headers, "x-request-id": record.request_id}
+    headers = {**limit_headers(call.client, ticket.quota), "x-request-id": record.request_id}
     if stream is not None:
         opened = await guarded(ticket, open_stream(gateway, record, ticket, inbound))
         context = Context(ticket.model, record.request_id, ticket.prompt_estimate, inbound.body)

@@ -6,10 +6,13 @@ and alias, the targets in the order they would be tried (with their circuit
 states and quotes), every policy that matches and what it would do, each
 limit and budget with what remains, the approximate prompt, the price quote,
 and the outcome: ``allowed``, or the refusal the request would get. No
-provider is called, no limit or budget is counted, no hook runs, and no
-telemetry line is written.
+provider is called, no tokens or budget are counted (the explain itself is
+one request, below), no hook runs, and no telemetry line is written.
 
-A client key explains its own requests only. The admin key (the variable
+A client's explain counts as one request against its request limit (no
+tokens), before its body is read: over the limit it is refused (429) like
+any call, and the limits it reports include it. A client key explains its
+own requests only. The admin key (the variable
 named by ``admin_key_env``) explains any client's (named by ``X-Client-Id``)
 and sees more: every policy and routing rule, matched or not, and each
 target's breaker in full.
@@ -18,20 +21,26 @@ target's breaker in full.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import ContentBlocked, GatewayError, InvalidRequest, PolicyDenied, PromptTooLarge
+from ..errors import ContentBlocked, GatewayError, InvalidRequest, PolicyDenied
 from ..governance.identity import Client
 from ..governance.policies import Rule
 from ..governance.redaction import prompt_texts
 from ..observability.telemetry import CallRecord
 from ..pipeline import tokens
+from ..pipeline.admission import CHAT_BUDGET_FIELDS
 from ..pipeline.cost import Quote, quote
 from ..pipeline.gateway import Gateway
-from ..pipeline.refusals import budget_refusal, ceiling_refusal, rate_refusal, reset_in
+from ..pipeline.refusals import (
+    budget_refusal,
+    rate_refusal,
+    reset_in,
+)
 from ..routing.breaker import now
 from ..state.limiter import WINDOW_S, Decision
 from ..state.spend import BudgetDecision, Spend
@@ -48,8 +57,12 @@ async def explain(request: Request) -> Response:
         guard: AdminGuard = request.app.state.admin
         admin = guard.is_admin(request)
         client_id, client = _client(gateway, request, admin)
-        body = await read_json(request, gateway.config.max_body_bytes)
-        chat = validate_body(ChatCompletionRequest, body)
+        if not admin:  # a client's explain is a request like any other (no tokens)
+            over = await gateway.count_request(client_id, client)
+            if over is not None:
+                raise over
+        body = await read_json(request, gateway.config)
+        chat = await validate_body(ChatCompletionRequest, body)
         report = await Explanation(gateway, client_id, client, admin).run(
             chat, body, use_case_of(request), ceiling_of(request)
         )
@@ -78,7 +91,8 @@ def _client(gateway: Gateway, request: Request, admin: bool) -> tuple[str, Clien
 
 
 class Explanation:
-    """One explain answer; ``run`` mirrors ``Gateway.admit`` step by step, counting nothing."""
+    """One explain answer: the steps of ``Gateway.admit`` that count nothing, run by admission
+    itself; the policies' effects (no hook runs) and the budgets and limits as they stand."""
 
     def __init__(self, gateway: Gateway, client_id: str, client: Client, admin: bool) -> None:
         self.gateway = gateway
@@ -103,7 +117,9 @@ class Explanation:
         ceiling: float | None,
     ) -> dict[str, Any]:
         gateway, client = self.gateway, self.client
-        prompt = tokens.prompt_tokens(body["messages"])
+        admission = gateway.admission
+        record = CallRecord(new_request_id(), "/v1/explain", self.client_id)
+        prompt = await tokens.prompt_tokens_async(body["messages"])
         report: dict[str, Any] = {
             "object": "explanation",
             "viewer": "admin" if self.admin else "client",
@@ -113,12 +129,13 @@ class Explanation:
             "prompt_tokens": prompt,
         }
         try:
-            route, rule = gateway.router.resolve(chat.model, self.client_id, use_case, prompt)
+            ticket = admission.route(record, chat.model, prompt, use_case)
         except GatewayError as exc:
             self._refuse(exc)
             report["route"] = None
             return self._finish(report)
-        report["route"] = {"rule": rule, "alias": route.name, "strategy": _strategy(route)}
+        route = ticket.route
+        report["route"] = {"rule": record.route, "alias": route.name, "strategy": _strategy(route)}
         if self.admin:
             report["route"]["rules"] = gateway.router.rules_report(
                 chat.model, self.client_id, use_case, prompt
@@ -128,24 +145,31 @@ class Explanation:
         except GatewayError as exc:
             self._refuse(exc)
         report["policies"] = self._policies(route.name, use_case, body)
-        cap = gateway.config.max_prompt_tokens
-        if cap is not None and prompt > cap:
-            self._refuse(
-                PromptTooLarge(f"The prompt is about {prompt} tokens; the limit is {cap}.")
-            )
-        completion = chat.completion_budget()
-        try:
-            completion = client.cap_completion(dict(body), completion)
-        except GatewayError as exc:
-            self._refuse(exc)
-        completion = completion if completion is not None else client.reserve_completion_tokens
+        choices = chat.choices()
+        steps: tuple[Callable[[], None], ...] = (
+            lambda: admission.check_prompt(ticket),
+            lambda: admission.estimate(
+                ticket,
+                client,
+                dict(body),
+                chat.completion_budget(),
+                True,
+                CHAT_BUDGET_FIELDS,
+                choices,
+            ),
+            lambda: admission.fit(record, client, ticket, choices, ceiling),
+        )
+        for step in steps:
+            try:
+                step()
+            except GatewayError as exc:
+                self._refuse(exc)
+        for note in record.shadow or ():
+            self.shadow.append({"type": note["would"], "message": note["message"]})
+        completion = ticket.completion_estimate
         report["completion_tokens"] = completion
         priced = quote(route, gateway.prices, prompt, completion)
-        within = None
-        if ceiling is not None:
-            within = priced.within(ceiling)
-            if not within:
-                self._refuse(ceiling_refusal(priced, ceiling))
+        within = None if ceiling is None else priced.within(ceiling)
         report["targets"] = self._targets(route, priced, within, prompt, completion)
         report["quote"] = {
             k: v for k, v in priced.as_dict().items() if k not in ("targets", "prompt_tokens")

@@ -6,12 +6,13 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ..errors import GatewayError, PermissionDenied
+from ..errors import GatewayError, InvalidRequest, PermissionDenied
 from ..governance.identity import Client
 from ..observability.telemetry import CallRecord
 from ..pipeline.admission import Ticket
 from ..pipeline.gateway import Gateway
-from ..pipeline.refusals import CEILING_HEADER, parse_ceiling, with_rule_fields
+from ..pipeline.refusals import CEILING_HEADER
+from .ratelimit_fields import quota_headers
 from .schemas import MAX_CLIENT_ID
 from .wire import header
 
@@ -63,11 +64,13 @@ def ceiling_of(request: Request) -> float | None:
 
 
 async def guarded(ticket: Ticket, work: Any) -> Any:
-    """Await ``work``; a refusal after admission still carries the client's limit headers."""
+    """Await ``work``; a refusal after admission still carries the client's quota."""
     try:
         return await work
     except GatewayError as exc:
-        exc.headers = {**ticket.headers, **exc.headers}
+        if exc.quota is None:
+            exc.quota = ticket.quota
+        exc.counted = True
         raise
 
 
@@ -84,9 +87,22 @@ async def refusal_headers(
         record.outcome = "client_disconnected"
     else:
         record.outcome = "upstream_error" if exc.type.startswith("upstream") else "refused"
-    headers = {"x-request-id": record.request_id}
-    if client is not None and "x-ratelimit-limit-requests" not in exc.headers:
-        headers.update(await gateway.quota_headers(record.client_id, client))
-    if exc.rule is not None and "ratelimit" not in exc.headers:
-        with_rule_fields(exc, client)
-    return headers
+    if client is not None and exc.quota is None:
+        exc.quota = await gateway.quota(record.client_id, client)
+    return {"x-request-id": record.request_id, **quota_headers(exc, client)}
+
+
+def parse_ceiling(value: str | None) -> float | None:
+    """The ``X-Max-Cost-USD`` header as a number of dollars; 400 when it is not one."""
+    if value is None:
+        return None
+    try:
+        ceiling = float(value)
+    except ValueError:
+        ceiling = -1.0
+    if not ceiling >= 0 or ceiling == float("inf"):
+        raise InvalidRequest(
+            f"X-Max-Cost-USD must be a non-negative number of US dollars, not {value[:40]!r}.",
+            param=CEILING_HEADER,
+        )
+    return ceiling

@@ -37,8 +37,9 @@ async def messages(call: Call, request: Request) -> Answer:
     """Anthropic's Messages API: passed through to Anthropic, translated to others."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    raw, body = await read_body(request, gateway.config.max_body_bytes)
-    inbound = validate_body(MessagesRequest, body)
+    await gateway.refuse_over_limit(record.client_id, call.client)
+    raw, body = await read_body(request, gateway.config)
+    inbound = await validate_body(MessagesRequest, body)
 
     def encoder(ticket: Ticket, opened: OpenedStream, context: Context) -> EventEncoder:
         translator = opened.translator.stream(context) if opened.translator else None
@@ -46,7 +47,7 @@ async def messages(call: Call, request: Request) -> Answer:
 
     return await serve(
         call, request, Inbound(MESSAGES, body, raw, forwarded(request)),
-        prompt=tokens.messages_prompt_tokens(body), budget=inbound.max_tokens,
+        prompt=await tokens.messages_prompt_tokens_async(body), budget=inbound.max_tokens,
         stream=encoder if inbound.stream else None, budget_fields=("max_tokens",),
     )  # fmt: skip
 
@@ -55,13 +56,13 @@ async def count_tokens(call: Call, request: Request) -> Answer:
     """``{"input_tokens": n}``: the alias's Anthropic provider's count, else the estimate."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    raw, body = await read_body(request, gateway.config.max_body_bytes)
-    counted = validate_body(CountTokensRequest, body)
+    raw, body = await read_body(request, gateway.config)
+    counted = await validate_body(CountTokensRequest, body)
     route, rule = gateway.router.resolve(counted.model, record.client_id, None, 0)
     record.alias, record.requested_model, record.route = route.name, counted.model, rule
     call.client.check_model(route.name)
     headers = {"x-request-id": record.request_id}
-    estimate = tokens.messages_prompt_tokens(body)
+    estimate = await tokens.messages_prompt_tokens_async(body)
     for target in (*route.group, *route.fallbacks):
         provider = gateway.providers[target.provider]
         if "count_tokens" not in provider.speaks:

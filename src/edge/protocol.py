@@ -1,6 +1,7 @@
 """The HTTP server layer's guards: uvicorn's httptools protocol with a read deadline and limits.
 
-Run the gateway with it: ``uvicorn src.app:app --http src.serving:GatewayProtocol``.
+Run the gateway with it: ``uvicorn src.app:app --http src.edge.protocol:GatewayProtocol``
+(``llm-gateway serve`` always does).
 What it adds to uvicorn's own protocol, before the app sees a request:
 
 - **Read deadline**: a request's head and body must arrive within
@@ -22,6 +23,15 @@ What it adds to uvicorn's own protocol, before the app sees a request:
   whose answer has started and is still open ``shutdown_drain_s`` plus one
   second later (the drain's last error event had that second to get out) is
   aborted, so a client that reads nothing cannot keep the process alive.
+- **Early answers**: an answer sent before its request's body arrived (a 413 on
+  ``Content-Length``, a 401, a 429 before the body is read) is followed by at
+  most ``_LINGER_BYTES`` and ``_LINGER_S`` of reading (and dropping) the rest:
+  a body that arrives within that keeps the connection; otherwise reading
+  stops and the connection closes. uvicorn alone reads and drops for as long as
+  the client sends.
+- **Pipelining**: answers never interleave. A request pipelined behind an
+  answer still being sent is timed from when it becomes current, and a refusal
+  of its head waits for the answers before it.
 
 The limits are the gateway config's; the app's lifespan sets them (``configure``)
 before the server accepts its first connection.
@@ -48,6 +58,7 @@ from .routes import dialect_for
 from .streams import CONNECTION_CUT
 
 _LINGER_S = 2.0
+_LINGER_BYTES = 8 * 1024 * 1024  # what a client may still send after an early answer
 _LAST_EVENT_S = 1.0  # after the drain deadline, for the streams' last error event
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
@@ -81,6 +92,14 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = True
         self._refused = False
+        self._dropped = 0  # bytes read and dropped since the refusal
+        self._deferred: bytes | None = None  # a refusal waiting for the answer before it
+        self._untimed = False  # a head began behind an answer still being sent
+        # Answered before its body arrived: the rest of the body is read (and dropped) for
+        # a moment, at most _LINGER_BYTES, so that a body about to arrive keeps the
+        # connection; a body still coming after that is not read any further.
+        self._draining: asyncio.TimerHandle | None = None
+        self._drained = 0
         self._write_watch: asyncio.TimerHandle | None = None
         self._unsent = 0  # bytes waiting in the transport when last looked at
         self._taken_at = 0.0  # when the client last took some of them
@@ -116,8 +135,16 @@ class GatewayProtocol(HttpToolsProtocol):
             )
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:  # after a refusal the rest of the request is read and dropped
+        if self._refused:  # after a refusal, what the client still sends is dropped, bounded
+            self._dropped += len(data)
+            if self._dropped > _LINGER_BYTES:
+                self.transport.pause_reading()
             return
+        if self._draining is not None:
+            self._drained += len(data)
+            if self._drained > _LINGER_BYTES:
+                self._stop_draining()
+                return
         if self._in_head:
             # Counted per read, not per header (cheap); an over-count (a body in the same
             # read) is settled exactly in on_headers_complete. A pipelined head that
@@ -129,28 +156,73 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # A request pipelined behind an answer still being sent is not timed until it
+        # becomes current (on_response_complete): its reading waits on that answer.
         if self._read_deadline is None:
-            self._arm()
+            if self._answering():
+                self._untimed = True
+            else:
+                self._arm()
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
         if self._head_bytes > self.max_header_bytes and self._head_size() > self.max_header_bytes:
             # Raised inside the parser's callback: the parser stops, and uvicorn answers
             # through send_400_response, which knows why.
             self._head_bytes = -1
             raise _HeadTooLarge
+        self._in_head = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()
         self._in_head, self._head_bytes = True, 0  # what comes next is the next head
         super().on_message_complete()
+        if self._draining is not None:  # the body of an early answer did arrive: carry on
+            self._draining.cancel()
+            self._draining = None
+            super().on_response_complete()
+
+    def on_response_complete(self) -> None:
+        """An answer is sent: start the next request, or close.
+
+        Closed after the answer (bounded linger) when a refusal of a later request
+        waited for it. An answer that went out before its request's body arrived
+        waits a moment for the rest of that body (``_LINGER_BYTES``, ``_LINGER_S``):
+        past that, the connection closes, rather than read and drop whatever the
+        client goes on sending.
+        """
+        cycle = self.cycle
+        if self.transport.is_closing():
+            super().on_response_complete()
+            return
+        if self._deferred is not None and not self.pipeline:
+            self.server_state.total_requests += 1
+            self.transport.write(self._deferred)
+            self._linger()
+            return
+        if cycle.response_complete and cycle.more_body:
+            self._drained = 0
+            self._draining = self.loop.call_later(_LINGER_S, self._stop_draining)
+            self.flow.resume_reading()
+            return
+        upcoming = self.pipeline[-1][0] if self.pipeline else None
+        super().on_response_complete()
+        untimed, self._untimed = self._untimed, False
+        if self._read_deadline is not None or self.transport.is_closing():
+            return
+        if upcoming.more_body if upcoming is not None else untimed and self._in_head:
+            self._arm()  # the next request is current now: its time starts
 
     def send_400_response(self, msg: str) -> None:
         if self._head_bytes == -1:
             self._refuse(RequestHeadTooLarge(_too_large_head(self.max_header_bytes)))
         else:
             self._refuse(InvalidRequest(f"Invalid HTTP request: {msg}"))
+
+    def _answering(self) -> bool:
+        """Whether an answer to an earlier request on this connection is still being sent."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete
 
     def _head_size(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -219,21 +291,48 @@ class GatewayProtocol(HttpToolsProtocol):
         self.transport.abort()
 
     def _refuse(self, error: GatewayError) -> None:
-        """Answer ``error`` in its path's dialect, unless an answer already started; close."""
+        """Answer ``error`` in its path's dialect, unless an answer already started; close.
+
+        The refusal of a request whose head is being read waits, when an answer to
+        an earlier request is still being sent, for that answer to end: bytes of two
+        answers never mix.
+        """
         self._disarm()
         if self._refused or self.transport.is_closing():
             return
+        answer = _answer(error, getattr(self, "url", None))
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
-            self.transport.write(_answer(error, getattr(self, "url", None)))
-        if cycle is not None and not cycle.response_complete:
-            # What connection_lost will say, said now: the app's reads see the client
-            # gone, and whatever it still sends is dropped, not written after this answer.
-            cycle.disconnected = True
-            cycle.message_event.set()
-        # A lingering close: stop sending, but read (and drop) what the client is still
-        # sending for a moment; closing with unread data would reset the connection, and
-        # the client could lose the answer.
+        if self._in_head:  # of a request that has no cycle yet
+            if self._answering():
+                self._deferred = answer
+                self._refused = True
+                self.transport.pause_reading()
+                return
+            self.transport.write(answer)
+        else:  # of the current request, whose body is being read
+            if cycle is None or not cycle.response_started:
+                self.transport.write(answer)
+            if cycle is not None and not cycle.response_complete:
+                # What connection_lost will say, said now: the app's reads see the client
+                # gone, and whatever it still sends is dropped, not written after this answer.
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self._linger()
+
+    def _stop_draining(self) -> None:
+        """The body of an early answer did not arrive in time (or was too large): close."""
+        self.server_state.total_requests += 1
+        self._dropped = self._drained  # one budget for the drain and the linger
+        self._disarm()
+        self._linger()
+
+    def _linger(self) -> None:
+        """A lingering close: stop sending, read (and drop) what the client is still sending
+        for a moment, at most ``_LINGER_BYTES``; closing with unread data would reset the
+        connection, and the client could lose the answer."""
+        if self._draining is not None:
+            self._draining.cancel()
+            self._draining = None
         self._refused = True
         if self.transport.can_write_eof():
             self.transport.write_eof()

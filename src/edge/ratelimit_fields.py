@@ -10,12 +10,19 @@ Both are Structured Field lists of items named by a string, the rule's name:
 (``requests`` when absent; ``tokens`` for token limits, ``usd-micros`` for
 budgets and the cost ceiling, whose quotas must be integers), ``r`` what
 remains and ``t`` the seconds until it resets (given on refusals, where the
-gateway knows it). A client's policy field is built once per config.
+gateway knows it). A client's policy field is built once per rule and limits.
+
+The pipeline hands the edge a ``Quota`` (on a ``Ticket``, or on the
+``GatewayError`` that refused); this module turns it into the answer's
+``x-ratelimit-*`` headers and these two fields.
 """
 
 from __future__ import annotations
 
-from ..errors import RuleInfo
+from functools import lru_cache
+
+from ..errors import GatewayError, RuleInfo
+from ..governance.identity import Client
 from ..state.limiter import WINDOW_S, Limits, Quota
 
 POLICY = "ratelimit-policy"
@@ -68,6 +75,40 @@ class LimitFields:
         if self.tokens is not None:
             state += f", {self.tokens};r={quota.remaining_tokens}"
         return state
+
+
+@lru_cache(maxsize=4096)
+def limit_fields(rule: str, limits: Limits) -> LimitFields:
+    """The fields of the limits at ``rule`` (a client's, or the default), built once."""
+    return LimitFields(rule, limits)
+
+
+def limit_headers(client: Client | None, quota: Quota | None) -> dict[str, str]:
+    """The client's limits and what remains: ``x-ratelimit-*`` and the IETF fields."""
+    if client is None or quota is None:
+        return {}
+    limits = client.limits
+    headers = {
+        "x-ratelimit-limit-requests": str(limits.requests_per_minute),
+        "x-ratelimit-remaining-requests": str(quota.remaining_requests),
+    }
+    if limits.tokens_per_minute is not None:
+        headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
+        headers["x-ratelimit-remaining-tokens"] = str(quota.remaining_tokens)
+    fields = limit_fields(client.rate_rule, limits)
+    headers[POLICY] = fields.policy
+    headers[STATE] = fields.state(quota)
+    return headers
+
+
+def quota_headers(error: GatewayError, client: Client | None) -> dict[str, str]:
+    """A refusal's limit headers: the client's quota (when known), then the refusing rule's
+    ``RateLimit-Policy``/``RateLimit`` fields over it."""
+    headers = limit_headers(client, error.quota)
+    if error.rule is not None:
+        fields = limit_fields(client.rate_rule, client.limits) if client is not None else None
+        headers.update(refusal_fields(error.rule, fields))
+    return headers
 
 
 def refusal_fields(rule: RuleInfo, limits: LimitFields | None) -> dict[str, str]:

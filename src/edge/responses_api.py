@@ -38,8 +38,9 @@ async def responses(call: Call, request: Request) -> Answer:
     """The Responses API, streamed or not: passed through to OpenAI, translated to others."""
     gateway, record = call.gateway, call.record
     call.client = client_for(gateway, request, record)
-    raw, body = await read_body(request, gateway.config.max_body_bytes)
-    inbound = validate_body(ResponsesRequest, body)
+    await gateway.refuse_over_limit(record.client_id, call.client)
+    raw, body = await read_body(request, gateway.config)
+    inbound = await validate_body(ResponsesRequest, body)
 
     def encoder(ticket: Ticket, opened: OpenedStream, context: Context) -> EventEncoder:
         translator = opened.translator.stream(context) if opened.translator else None

@@ -13,14 +13,18 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from ..config import GatewayConfig
 from ..errors import (
     ClientGone,
     InvalidRequest,
     RequestTooLarge,
     UnsupportedMediaType,
 )
+from ..nesting import deeper_than_async
 
 JSON = "application/json"
+# The header of an answer's cost, in US dollars.
+COST_HEADER = "x-gateway-cost-usd"
 # Bodies at least this large are decoded off the event loop (orjson decodes about 1 GB/s:
 # a body of several images would hold every other request for tens of milliseconds).
 _PARSE_IN_THREAD_BYTES = 1024 * 1024
@@ -49,14 +53,16 @@ def header(request: Request, name: str) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The decoded JSON body; refuses what is too large before reading it all."""
-    return (await read_body(request, max_bytes))[1]
+async def read_json(request: Request, config: GatewayConfig) -> Any:
+    """The decoded JSON body (see ``read_body``)."""
+    return (await read_body(request, config))[1]
 
 
-async def read_body(request: Request, max_bytes: int) -> tuple[bytes, Any]:
-    """The body's bytes and their decoded JSON; refuses what is too large before reading it
-    all. A large body is decoded in a worker thread, so other requests are not held up."""
+async def read_body(request: Request, config: GatewayConfig) -> tuple[bytes, Any]:
+    """The body's bytes and their decoded JSON; refuses what is too large (``max_body_bytes``)
+    before reading it all, and what nests objects and arrays deeper than ``max_json_depth``.
+    A large body is decoded in a worker thread, so other requests are not held up."""
+    max_bytes, max_depth = config.max_body_bytes, config.max_json_depth
     content_type = header(request, "content-type")
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType(
@@ -80,10 +86,16 @@ async def read_body(request: Request, max_bytes: int) -> tuple[bytes, Any]:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
         if len(raw) < _PARSE_IN_THREAD_BYTES:
-            return raw, orjson.loads(raw)
-        return raw, await asyncio.to_thread(orjson.loads, raw)
+            value = orjson.loads(raw)
+        else:
+            value = await asyncio.to_thread(orjson.loads, raw)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):  # orjson's own bound, at 1024
+            raise _too_deep(max_depth) from None
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if await deeper_than_async(value, max_depth):
+        raise _too_deep(max_depth)
+    return raw, value
 
 
 def json_response(
@@ -95,6 +107,12 @@ def json_response(
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _too_deep(max_depth: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"The request body nests objects and arrays more than {max_depth} levels deep."
+    )
 
 
 def _too_large(max_bytes: int) -> RequestTooLarge:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import BudgetConfig, GatewayConfig, RateLimitConfig
-from ..edge.ratelimit_fields import LimitFields
 from ..errors import AuthenticationFailed, InvalidRequest, ModelNotAllowed
 from ..state.limiter import Limits
 
@@ -49,7 +48,6 @@ class Client:
     budget_shadow: bool = False
     queue_timeout_s: float | None = None
     priority: int = 0
-    fields: LimitFields | None = None
 
     @property
     def scope(self) -> str:
@@ -69,23 +67,37 @@ class Client:
         body: dict[str, Any],
         asked: int | None,
         fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+        choices: int = 1,
     ) -> int | None:
-        """Hold a request to the client's ``max_tokens``: refuse more (400), and ask for the cap
-        (in the last of ``fields``, the body's names for it) when the request is silent.
-        Returns the completion budget the request now has.
+        """Hold a request to the client's ``max_tokens``, the most completion tokens one request
+        may produce across its ``choices``: refuse more (400), and when the request is silent ask
+        for the cap shared among the choices (in the last of ``fields``, the body's names for it).
+        Returns the per-choice completion budget the request now has.
         """
         cap = self.max_tokens
         if cap is None:
             return asked
         for name in fields:
             value = body.get(name)
-            if type(value) is int and value > cap:
+            if type(value) is int and value * choices > cap:
+                asked_for = f"{name} is {value}"
+                if choices > 1:
+                    asked_for = f"n * {name} is {choices} * {value} = {value * choices}"
                 raise InvalidRequest(
-                    f"{name} is {value}; this client may ask for at most {cap}.", param=name
+                    f"{asked_for}; this client may ask for at most {cap} completion tokens"
+                    " per request.",
+                    param=name,
                 )
         if asked is None:
-            body[fields[-1]] = cap
-            return cap
+            share = cap // choices
+            if share < 1:
+                raise InvalidRequest(
+                    f"n is {choices}; this client may ask for at most {cap} completion tokens"
+                    " per request, fewer than one per choice.",
+                    param="n",
+                )
+            body[fields[-1]] = share
+            return share
         return asked
 
 
@@ -106,7 +118,6 @@ class Identity:
             config.rate_limit.reserve_completion_tokens,
             aliases,
             rate_shadow=config.rate_limit.mode == "shadow",
-            fields=LimitFields("rate_limit", limits),
         )
         self._by_hash: dict[str, tuple[str, Client]] = {}
         self.by_id: dict[str, Client] = {}
@@ -129,7 +140,6 @@ class Identity:
                 spec.budget is not None and spec.budget.mode == "shadow",
                 queue_ms / 1000 if queue_ms is not None else None,
                 spec.priority,
-                LimitFields(rule, _limits(rate)),
             )
             self.by_id[client_id] = client
             for digest in spec.key_hashes():

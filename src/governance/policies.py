@@ -66,7 +66,7 @@ Hook = Callable[[HookEvent], Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class CallAttributes:
     """The attributes a rule's ``match`` is tested against."""
 
     client_id: str
@@ -101,7 +101,7 @@ class Rule:
     def info(self) -> RuleInfo:
         return RuleInfo(f"policies.{self.name}", "policy", self.scope, 0, 0, "requests", None)
 
-    def matches(self, call: Call) -> bool:
+    def matches(self, call: CallAttributes) -> bool:
         return (
             (self.clients is None or call.client_id in self.clients)
             and (self.aliases is None or call.alias in self.aliases)
@@ -171,13 +171,13 @@ class Policies:
 
     def select(
         self, client_id: str, alias: str, tags: Mapping[str, str], use_case: str | None
-    ) -> tuple[Call, tuple[Rule, ...]]:
+    ) -> tuple[CallAttributes, tuple[Rule, ...]]:
         """The call as the rules see it, and the rules that match it, in order."""
-        call = Call(client_id, alias, self._providers.get(alias, ()), tags, use_case)
+        call = CallAttributes(client_id, alias, self._providers.get(alias, ()), tags, use_case)
         return call, tuple(rule for rule in self.rules if rule.matches(call))
 
     async def before(
-        self, call: Call, rules: tuple[Rule, ...], body: dict[str, Any]
+        self, call: CallAttributes, rules: tuple[Rule, ...], body: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """The request phase: refuse, or change ``body`` (the body about to go upstream).
 
@@ -200,7 +200,7 @@ class Policies:
 
     async def after(
         self,
-        call: Call,
+        call: CallAttributes,
         rules: tuple[Rule, ...],
         provider: str | None,
         body: dict[str, Any],
@@ -231,7 +231,7 @@ class Policies:
         return notes
 
 
-async def _before(rule: Rule, call: Call, body: dict[str, Any]) -> str | None:
+async def _before(rule: Rule, call: CallAttributes, body: dict[str, Any]) -> str | None:
     """One rule's request phase; what it did when that is not a refusal (``redact``...)."""
     if rule.action == "deny":
         raise _refused(PolicyDenied(f"Request denied by policy {rule.name!r}."), rule)
@@ -271,7 +271,7 @@ def _note(rule: Rule, would: str, status: int | None, message: str) -> dict[str,
     }
 
 
-def _attrs(call: Call) -> tuple[str, str, tuple[str, ...], Mapping[str, str], str | None]:
+def _attrs(call: CallAttributes) -> tuple[str, str, tuple[str, ...], Mapping[str, str], str | None]:
     return call.client_id, call.alias, call.providers, call.tags, call.use_case
 
 

@@ -1,7 +1,9 @@
 """Telemetry: one JSON line per request, to stdout and appended to the log file.
 
 The line is built from ``CallRecord``'s explicit fields, never from a request
-or header dict, so a key cannot slip into it. structlog renders it (orjson);
+or header dict, so a key cannot slip into it. Every string field is bounded
+(``MAX_FIELD_CHARS``; longer ones are cut and marked ``…[N chars]``), so a
+client cannot make a line as long as what it sent. structlog renders it (orjson);
 ``LineWriter`` writes it from a background thread, so a slow disk never stalls
 the event loop, and a single writer means lines never interleave.
 
@@ -119,11 +121,11 @@ class CallRecord:
         total = None if prompt is None and completion is None else (prompt or 0) + (completion or 0)
         fields: dict[str, Any] = {
             "request_id": self.request_id,
-            "client_id": self.client_id,
+            "client_id": bounded(self.client_id),
             "endpoint": self.endpoint,
-            "requested_model": self.requested_model,
-            "route": self.route,
-            "alias": self.alias,
+            "requested_model": bounded(self.requested_model),
+            "route": bounded(self.route),
+            "alias": bounded(self.alias),
             "provider": self.provider,
             "upstream_model": self.upstream_model,
             "status": self.status,
@@ -142,7 +144,7 @@ class CallRecord:
             "ttft_ms": self.ttft_ms,
             "outcome": self.outcome,
             "cost_usd": self.cost_usd,
-            "use_case": self.use_case,
+            "use_case": bounded(self.use_case),
             "policies": self.policies,
         }
         if self.cache_read_tokens:
@@ -169,6 +171,16 @@ class CallRecord:
             self.shadow = [note]
         else:
             self.shadow.append(note)
+
+
+MAX_FIELD_CHARS = 256
+
+
+def bounded(value: str | None) -> str | None:
+    """``value``, or its first ``MAX_FIELD_CHARS`` characters and how long it was."""
+    if value is None or len(value) <= MAX_FIELD_CHARS:
+        return value
+    return f"{value[:MAX_FIELD_CHARS]}…[{len(value)} chars]"
 
 
 class _WriterLogger:

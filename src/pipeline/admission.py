@@ -8,54 +8,61 @@ against the client's limits (reserving tokens, waiting for capacity where the
 client may). The hold and the count are one step of the state (one Redis
 call) for a keyed client whose rules are enforced; shadow rules and waiting
 take them one after the other. What it admits is a ``Ticket``; every refusal
-is a ``GatewayError`` carrying the client's limit headers.
+is a ``GatewayError`` carrying the client's quota (the edge renders it as headers).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import GatewayConfig
-from ..edge.ratelimit_fields import POLICY, STATE
 from ..errors import GatewayError, PromptTooLarge
 from ..governance.identity import Client
-from ..governance.policies import Call, Policies, Rule
-from ..observability.telemetry import CallRecord
+from ..governance.policies import CallAttributes, Policies, Rule
+from ..observability.telemetry import CallRecord, bounded
 from ..routing import Route, Router, Target
 from ..state.joint import Claim
-from ..state.limiter import Decision, Limiter, Quota
+from ..state.limiter import Decision, Limiter, Limits, Quota
 from ..state.spend import BudgetDecision, SpendStore
 from .cost import PriceTable, quote
 from .refusals import (
     budget_refusal,
     ceiling_refusal,
+    minute_refusal,
     note_shadow,
     rate_refusal,
-    with_rule_fields,
 )
 from .waiting import Waiting
 
+# A chat body's names for the completion budget (the last is the one the gateway sets).
+CHAT_BUDGET_FIELDS = ("max_completion_tokens", "max_tokens")
 _MAX_USE_CASE = 100
+_MAX_OVER = 10_000
 
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: what it asked for, its route, its token reservation, its headers."""
+    """An admitted request: what it asked for, its route, its token reservation, its quota."""
 
     model: str  # what the client asked for; answers carry it as their ``model``
     route: Route
     prompt_estimate: int
     completion_estimate: int
     reservation: object
-    headers: dict[str, str] = field(default_factory=dict)
+    # The client's quota once counted (the answer's rate-limit headers).
+    quota: Quota | None = None
     hold: object = None
-    call: Call | None = None
+    call: CallAttributes | None = None
     rules: tuple[Rule, ...] = ()
     # Under a cost ceiling: the targets that fit under it (None: every target may answer).
     within: tuple[Target, ...] | None = None
     # The body was changed (a policy, the client's token cap): its bytes cannot go as they came.
     body_changed: bool = False
+    # Set by the first settlement: what the ticket holds is released exactly once.
+    settled: bool = False
 
     @property
     def alias(self) -> str:
@@ -83,6 +90,45 @@ class Admission:
         self.spend = spend
         self.joint = limiter.joint(spend)
         self.queue = queue
+        # Clients the limit refused for requests, and until when at most (monotonic):
+        # only these are looked up before their body is read (refuse_over_limit).
+        self._over: dict[str, float] = {}
+        self._aliases_wait = any(a.queue_timeout_ms for a in config.aliases.values())
+
+    async def refuse_over_limit(self, client_id: str, client: Client) -> None:
+        """Refuse (429) a client already over its request limit, before its body is read.
+
+        Counts nothing. Only a client the limit recently refused is looked up
+        (the limiter's ``peek``), so the usual request costs no I/O; a client
+        that may wait for capacity (``queue_timeout_ms``) or whose limit is a
+        shadow is never refused here.
+        """
+        until = self._over.get(client_id)
+        if until is None:
+            return
+        moment = time.monotonic()
+        if moment >= until or client.rate_shadow or self._may_wait(client):
+            del self._over[client_id]
+            return
+        quota = await self.limiter.peek(client_id, client.limits)
+        if quota.remaining_requests >= 1:
+            self._over.pop(client_id, None)
+            return
+        decision = Decision(False, quota, "requests", max(1, math.ceil(until - moment)))
+        error = rate_refusal(client_id, client, decision)
+        error.quota, error.counted = quota, True
+        raise error
+
+    def _may_wait(self, client: Client) -> bool:
+        return client.queue_timeout_s is not None or self._aliases_wait
+
+    def _note_over(self, client_id: str, decision: Decision) -> None:
+        """Remember a refusal for requests until its ``retry_after_s`` (bounded in size)."""
+        if decision.exceeded != "requests":
+            return
+        if len(self._over) >= _MAX_OVER:
+            self._over.clear()  # a flood of invented client ids: forget, at worst parse again
+        self._over[client_id] = time.monotonic() + max(decision.retry_after_s, 1)
 
     async def admit(
         self,
@@ -96,72 +142,100 @@ class Admission:
         use_case: str | None = None,
         completes: bool = True,
         ceiling_usd: float | None = None,
-        budget_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+        budget_fields: tuple[str, ...] = CHAT_BUDGET_FIELDS,
+        choices: int = 1,
     ) -> Ticket:
-        """Check and count a request; raise a ``GatewayError`` that carries limit headers.
+        """Check and count a request; raise a ``GatewayError`` that carries the client's quota.
 
         ``prompt`` is the approximate prompt; ``completion_budget`` the most
-        completion tokens the client allows (``None``: it did not say).
+        completion tokens the client allows per choice (``None``: it did not say),
+        and ``choices`` how many choices the answer holds (chat's ``n``): the
+        completion estimate, which the reservation, the client's token cap, the
+        budget hold and the cost quote all read, is their product.
         ``body`` is the OpenAI-shaped body about to go upstream: policies and,
         for requests that produce a completion (``completes``), the client's
         token cap may change it. ``ceiling_usd`` is the client's cost ceiling
         (``X-Max-Cost-USD``): only targets whose quote fits under it may answer.
         ``budget_fields`` are the body's names for the completion budget.
         """
-        record.alias = record.requested_model = model
+        # bounded here, so that every view of the record (line, metrics, traces) gets it so
+        record.alias = record.requested_model = bounded(model)
         if use_case is not None:
             use_case = record.use_case = use_case[:_MAX_USE_CASE]
         try:
-            ticket = self._route(record, client, model, prompt, use_case)
+            ticket = self.route(record, model, prompt, use_case)
+            client.check_model(ticket.alias)
             if self.policies.rules:
                 await self._apply_policies(record, client, ticket, body, use_case)
-            self._estimate(
-                ticket, client, body, completion_budget, completes, ceiling_usd, budget_fields
+            self.check_prompt(ticket)
+            self.estimate(
+                ticket, client, body, completion_budget, completes, budget_fields, choices
             )
+            self.fit(record, client, ticket, choices, ceiling_usd)
         except GatewayError as exc:
-            exc.headers.update(await self.quota_headers(record.client_id, client))
-            raise with_rule_fields(exc, client) from None
+            exc.quota = await self.quota(record.client_id, client)
+            raise
         decision = await self._hold_and_count(record, client, ticket)
-        ticket.headers = limit_headers(client, decision.quota)
+        ticket.quota = decision.quota
         if decision.allowed:
             ticket.reservation = decision.reservation
         else:
             await self._refused(record, client, ticket, decision)
         return ticket
 
-    def _route(
-        self, record: CallRecord, client: Client, model: str, prompt: int, use_case: str | None
-    ) -> Ticket:
-        """The request's route (rules, then alias), within the client's allow-list."""
+    # The steps of ``admit`` that count nothing are public: ``/v1/explain`` runs them too.
+
+    def route(self, record: CallRecord, model: str, prompt: int, use_case: str | None) -> Ticket:
+        """The request's route (rules, then alias)."""
         route, rule = self.router.resolve(model, record.client_id, use_case, prompt)
         record.alias, record.route = route.name, rule
-        client.check_model(route.name)
         return Ticket(model, route, prompt, 0, None)
 
-    def _estimate(
-        self,
-        ticket: Ticket,
-        client: Client,
-        body: dict[str, Any],
-        completion_budget: int | None,
-        completes: bool,
-        ceiling_usd: float | None,
-        budget_fields: tuple[str, ...],
-    ) -> None:
-        """The prompt cap, the completion estimate (under the client's token cap), the ceiling."""
+    def check_prompt(self, ticket: Ticket) -> None:
+        """The prompt cap (``max_prompt_tokens``)."""
         prompt = ticket.prompt_estimate
         cap = self.config.max_prompt_tokens
         if cap is not None and prompt > cap:
             raise PromptTooLarge(
                 f"The prompt is about {prompt} tokens; the limit is {cap}.", param="messages"
             )
+
+    def estimate(
+        self,
+        ticket: Ticket,
+        client: Client,
+        body: dict[str, Any],
+        completion_budget: int | None,
+        completes: bool,
+        budget_fields: tuple[str, ...],
+        choices: int,
+    ) -> None:
+        """The completion estimate: ``choices`` times the budget of one, under the client's
+        token cap (which may refuse; the estimate is then the one asked for)."""
+        reserve = client.reserve_completion_tokens
+        asked = completion_budget if completion_budget is not None else reserve
+        ticket.completion_estimate = choices * asked
         if completes:
-            capped = client.cap_completion(body, completion_budget, budget_fields)
+            capped = client.cap_completion(body, completion_budget, budget_fields, choices)
             ticket.body_changed |= capped != completion_budget
-            completion_budget = capped
-        ticket.completion_estimate = (
-            completion_budget if completion_budget is not None else client.reserve_completion_tokens
+            ticket.completion_estimate = choices * (capped if capped is not None else reserve)
+
+    def fit(
+        self,
+        record: CallRecord,
+        client: Client,
+        ticket: Ticket,
+        choices: int,
+        ceiling_usd: float | None,
+    ) -> None:
+        """What never fits: several choices past the tokens a minute, a quote past the ceiling."""
+        too_big = minute_refusal(
+            record.client_id, client, ticket.prompt_estimate, ticket.completion_estimate, choices
         )
+        if too_big is not None:
+            if not client.rate_shadow:
+                raise too_big
+            note_shadow(record, too_big)
         if ceiling_usd is not None:
             self._fit_ceiling(ticket, ceiling_usd)
 
@@ -261,8 +335,8 @@ class Admission:
         if client.budget_shadow:
             note_shadow(record, over)
             return
-        over.headers.update(await self.quota_headers(record.client_id, client))
-        raise with_rule_fields(over, client)
+        over.quota = await self.quota(record.client_id, client)
+        raise over
 
     async def _count(
         self, client_id: str, client: Client, ticket: Ticket, reserve: int
@@ -303,28 +377,39 @@ class Admission:
         if client.rate_shadow and decision.exceeded != "unavailable":
             note_shadow(record, error)
             return
+        self._note_over(record.client_id, decision)
         if ticket.hold is not None:
             await self.spend.settle(ticket.hold, 0.0)
-        error.headers.update(ticket.headers)
-        raise with_rule_fields(error, client)
+        error.quota, error.counted = ticket.quota, True
+        raise error
 
-    async def quota_headers(self, client_id: str, client: Client) -> dict[str, str]:
-        """The client's limit headers as they stand, counting nothing."""
-        return limit_headers(client, await self.limiter.peek(client_id, client.limits))
+    async def count_refusal(
+        self, record: CallRecord, client: Client, error: GatewayError
+    ) -> GatewayError:
+        """Count a refused request of a known client against its request limit (no tokens).
 
+        Returns ``error``, or the limit's own refusal (429) when the client is
+        already over its request limit: a client cannot have refusals (an unknown
+        model, a bad body) faster than it could have answers.
+        """
+        error.counted = True
+        return await self.count_request(record.client_id, client) or error
 
-def limit_headers(client: Client, quota: Quota) -> dict[str, str]:
-    """The client's limits and what remains: ``x-ratelimit-*`` and the IETF fields."""
-    limits = client.limits
-    headers = {
-        "x-ratelimit-limit-requests": str(limits.requests_per_minute),
-        "x-ratelimit-remaining-requests": str(quota.remaining_requests),
-    }
-    if limits.tokens_per_minute is not None:
-        headers["x-ratelimit-limit-tokens"] = str(limits.tokens_per_minute)
-        headers["x-ratelimit-remaining-tokens"] = str(quota.remaining_tokens)
-    fields = client.fields
-    if fields is not None:
-        headers[POLICY] = fields.policy
-        headers[STATE] = fields.state(quota)
-    return headers
+    async def count_request(self, client_id: str, client: Client) -> GatewayError | None:
+        """Count one request of no tokens against the client's request limit; the refusal
+        (429) when it is over. Shadow limits and an unavailable store refuse nothing here."""
+        limits = Limits(client.limits.requests_per_minute)
+        decision = await self.limiter.admit(client_id, limits, 0)
+        if decision.allowed:
+            await self.limiter.reconcile(decision.reservation, 0)
+            return None
+        if client.rate_shadow or decision.exceeded == "unavailable":
+            return None
+        self._note_over(client_id, decision)
+        over = rate_refusal(client_id, client, decision)
+        over.quota, over.counted = decision.quota, True
+        return over
+
+    async def quota(self, client_id: str, client: Client) -> Quota:
+        """The client's quota as it stands, counting nothing."""
+        return await self.limiter.peek(client_id, client.limits)

@@ -152,6 +152,11 @@ class Attempts:
                 breaker.success()
                 record.breaker = breaker.state
                 raise
+            except BaseException:
+                # A cancellation or the gateway's own failure says nothing about the
+                # target: a probe is handed back rather than kept, unreported.
+                breaker.abandon()
+                raise
             finally:
                 ended = time.perf_counter()
                 record.upstream_latency_ms = round((ended - started) * 1000, 3)
@@ -210,7 +215,7 @@ def unavailable(ticket: Ticket) -> UpstreamUnavailable:
     return UpstreamUnavailable(
         f"Every target for model {ticket.model!r} is cooling down after repeated failures"
         " (circuit open); retry later.",
-        headers={"retry-after": str(max(1, math.ceil(retry_in)))},
+        retry_after_s=max(1, math.ceil(retry_in)),
     )
 
 
@@ -221,10 +226,8 @@ def exhausted(ticket: Ticket, count: int, last: AttemptFailed) -> GatewayError:
     if last.kind == "timeout":
         return UpstreamTimeout(message)
     if last.kind == "pool_exhausted":
-        return UpstreamPoolExhausted(message, headers={"retry-after": "1"})
+        return UpstreamPoolExhausted(message, retry_after_s=1)
     if last.status == 429:
-        retry = (
-            {"retry-after": str(max(1, round(last.retry_after_s)))} if last.retry_after_s else {}
-        )
-        return UpstreamRateLimited(message, headers=retry)
+        retry = max(1, round(last.retry_after_s)) if last.retry_after_s else None
+        return UpstreamRateLimited(message, retry_after_s=retry)
     return UpstreamError(message)

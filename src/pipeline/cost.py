@@ -29,7 +29,6 @@ from ..providers.base import Usage
 if TYPE_CHECKING:  # the router prices its targets with this module's table
     from ..routing import Route, Target
 
-COST_HEADER = "x-gateway-cost-usd"
 _PER_MTOK = 1_000_000
 
 

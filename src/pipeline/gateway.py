@@ -20,19 +20,19 @@ requests it holds (``enter``/``leave``) and then closes its providers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from ..config import GatewayConfig
-from ..errors import GatewayError
 from ..governance.identity import Identity
 from ..governance.policies import Policies
 from ..observability.metrics import InFlight
 from ..observability.telemetry import CallRecord, CircuitListener
-from ..providers import Provider, Providers, Usage
+from ..providers import Providers, Usage
 from ..providers.operations import with_model
 from ..routing import Router
 from ..state.limiter import Limiter
@@ -47,7 +47,6 @@ from .upstream import Inbound
 from .waiting import CapacityQueue, Waiting
 
 # ``Ticket`` is part of the facade's contract: handlers hold one between ``admit`` and the rest.
-T = TypeVar("T")
 
 __all__ = ["Answered", "Gateway", "Inbound", "Ticket"]
 
@@ -103,8 +102,12 @@ class Gateway:
         settlement = Settlement(self.prices, policies, limiter, spend, self.queue)
         # The steps bound once, so that calling one through the facade costs no more
         # than calling a method of the Gateway.
+        self.admission = admission
         self.admit = admission.admit
-        self.quota_headers = admission.quota_headers
+        self.quota = admission.quota
+        self.count_refusal = admission.count_refusal
+        self.count_request = admission.count_request
+        self.refuse_over_limit = admission.refuse_over_limit
         self.attempt = Attempts(config, providers, self.router).attempt
         self.settle = settlement.settle
         self.after = settlement.after
@@ -116,46 +119,47 @@ class Gateway:
         unless the gateway had to add to it (usage the upstream did not
         report) or a policy hook may change it.
         """
-        called = await self._answer(
-            record, ticket, lambda provider, model: upstream.call(inbound, provider, model)
-        )
-        op, data = called.op, called.reply.data
-        usage = op.usage(data) or Usage(
-            ticket.prompt_estimate, tokens.completion_tokens(op.output_text(data))
-        )
-        raw = called.reply.raw
-        if called.translator is not None:
-            context = Context(ticket.model, record.request_id, ticket.prompt_estimate, inbound.body)
-            data, raw = called.translator.answer(data, usage, context), None
-        client_op = inbound.op
-        reported = client_op.usage(data) is not None
-        if client_op.finish(data, usage, reported, record.request_id):
-            raw = None
-        named = data.get("model")
-        client_op.set_model(data, ticket.model)
-        if raw is not None and data.get("model") != named:
-            raw = with_model(raw, named, ticket.model) if isinstance(named, str) else None
-        await self.settle(record, ticket, usage)
+        async with self.settling(record, ticket):
+            called = await self.attempt(
+                record, ticket, lambda provider, model: upstream.call(inbound, provider, model)
+            )
+            op, data = called.op, called.reply.data
+            usage = op.usage(data) or Usage(
+                ticket.prompt_estimate, tokens.completion_tokens(op.output_text(data))
+            )
+            raw = called.reply.raw
+            if called.translator is not None:
+                context = Context(
+                    ticket.model, record.request_id, ticket.prompt_estimate, inbound.body
+                )
+                data, raw = called.translator.answer(data, usage, context), None
+            client_op = inbound.op
+            reported = client_op.usage(data) is not None
+            if client_op.finish(data, usage, reported, record.request_id):
+                raw = None
+            named = data.get("model")
+            client_op.set_model(data, ticket.model)
+            if raw is not None and data.get("model") != named:
+                raw = with_model(raw, named, ticket.model) if isinstance(named, str) else None
+            await self.settle(record, ticket, usage)
         if ticket.rules:
             raw = None  # a response hook may change the answer
             await self.after(record, ticket, inbound.body, data)
         return Answered(data, raw)
 
-    async def _answer(
-        self,
-        record: CallRecord,
-        ticket: Ticket,
-        call: Callable[[Provider, str], Awaitable[T]],
-    ) -> T:
-        """``attempt``, releasing the request's holds when it produces no answer."""
+    @asynccontextmanager
+    async def settling(self, record: CallRecord, ticket: Ticket) -> AsyncIterator[None]:
+        """Release what ``ticket`` holds (tokens, budget hold) if the block ends without
+        settling it, however it ends: a refusal, a cancellation, any exception.
+
+        The release is shielded, so a client leaving cannot cut it short; the
+        exception goes on to the caller.
+        """
         try:
-            return await self.attempt(record, ticket, call)
-        except GatewayError:
-            await self.settle(record, ticket, None)
-            raise
-        except asyncio.CancelledError:
-            # The client left: release the budget hold even if the store has to wait.
-            await asyncio.shield(self.settle(record, ticket, None))
+            yield
+        except BaseException:
+            if not ticket.settled:
+                await asyncio.shield(self.settle(record, ticket, None))
             raise
 
     def enter(self) -> None:

@@ -2,7 +2,7 @@
 
 Every refusal by a rule carries a ``RuleInfo`` (its name in the config, its
 scope, what remains, when it resets), which the answer renders in the error
-body and in the IETF ``RateLimit-Policy``/``RateLimit`` fields. A rule in
+body and (at the edge) in the IETF ``RateLimit-Policy``/``RateLimit`` fields. A rule in
 ``shadow`` mode refuses nothing: the refusal it would have made is noted on
 the telemetry record instead (``shadow`` in the line).
 """
@@ -13,7 +13,6 @@ import calendar
 import time
 
 from ..config import BudgetConfig
-from ..edge.ratelimit_fields import refusal_fields
 from ..errors import (
     BudgetExceeded,
     CostCeilingExceeded,
@@ -30,6 +29,7 @@ from ..state.spend import BudgetDecision
 from ..state.spend.ledger import DAY_S
 from .cost import Quote, format_usd
 
+# The request header of a client's cost ceiling, named as the param of its errors.
 CEILING_HEADER = "x-max-cost-usd"
 
 
@@ -40,7 +40,7 @@ def rate_refusal(client_id: str, client: Client, decision: Decision) -> GatewayE
     if decision.exceeded == "unavailable":
         return LimiterUnavailable(
             "The rate limiter is unavailable, so the request was not served; retry shortly.",
-            headers={"retry-after": str(decision.retry_after_s)},
+            retry_after_s=decision.retry_after_s,
         )
     if decision.exceeded == "tokens":
         message = (
@@ -67,6 +67,27 @@ def rate_refusal(client_id: str, client: Client, decision: Decision) -> GatewayE
     return error
 
 
+def minute_refusal(
+    client_id: str, client: Client, prompt: int, completion: int, choices: int
+) -> GatewayError | None:
+    """400 for a request of several choices that could never fit the client's tokens a minute.
+
+    A request of one choice whose estimate is over the limit still runs, alone in
+    an otherwise empty window (its reservation capped at the limit): ``max_tokens``
+    is a ceiling, not a forecast. ``n`` is not allowed to multiply past the limit.
+    """
+    limit = client.limits.tokens_per_minute
+    if limit is None or choices == 1 or prompt + completion <= limit:
+        return None
+    return InvalidRequest(
+        f"n is {choices}: with about {prompt} prompt tokens and up to {completion // choices}"
+        f" completion tokens per choice, the request may use {prompt + completion} tokens, more"
+        f" than the {limit} tokens a minute client_id {client_id} may use; it can never be"
+        " admitted. Lower n or max_tokens.",
+        param="n",
+    )
+
+
 def ceiling_refusal(quote: Quote, ceiling_usd: float) -> CostCeilingExceeded:
     """400 ``cost_ceiling_exceeded``: no target of the route fits under the client's ceiling."""
     error = CostCeilingExceeded(
@@ -77,13 +98,6 @@ def ceiling_refusal(quote: Quote, ceiling_usd: float) -> CostCeilingExceeded:
     error.rule = RuleInfo(
         "X-Max-Cost-USD", "cost_ceiling", "request", ceiling_usd, ceiling_usd, "usd-micros", None
     )
-    return error
-
-
-def with_rule_fields(error: GatewayError, client: Client | None) -> GatewayError:
-    """Add the refusing rule's ``RateLimit-Policy``/``RateLimit`` fields to its headers."""
-    if error.rule is not None:
-        error.headers.update(refusal_fields(error.rule, client.fields if client else None))
     return error
 
 
@@ -98,22 +112,6 @@ def note_shadow(record: CallRecord, error: GatewayError) -> None:
         "message": error.message,
     }
     record.note_shadow(note)
-
-
-def parse_ceiling(value: str | None) -> float | None:
-    """The ``X-Max-Cost-USD`` header as a number of dollars; 400 when it is not one."""
-    if value is None:
-        return None
-    try:
-        ceiling = float(value)
-    except ValueError:
-        ceiling = -1.0
-    if not ceiling >= 0 or ceiling == float("inf"):
-        raise InvalidRequest(
-            f"X-Max-Cost-USD must be a non-negative number of US dollars, not {value[:40]!r}.",
-            param=CEILING_HEADER,
-        )
-    return ceiling
 
 
 def budget_refusal(

@@ -42,7 +42,12 @@ class Settlement:
         """The end of an admitted request: tokens reconciled, cost computed and charged.
 
         ``usage`` is ``None`` when no answer was produced: nothing is charged.
+        Only the first call for a ticket counts; later ones do nothing, so every
+        path that ends a request may settle it without double-counting.
         """
+        if ticket.settled:
+            return
+        ticket.settled = True
         if usage is None:
             await self.limiter.reconcile(ticket.reservation, 0)
             if self.queue.waiting:

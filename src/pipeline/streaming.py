@@ -56,13 +56,10 @@ async def open_stream(
 ) -> OpenedStream:
     """Try the targets until one has produced its first event."""
     record.stream = True
-    try:
+    async with gateway.settling(record, ticket):
         return await gateway.attempt(
             record, ticket, lambda provider, model: open_events(inbound, provider, model)
         )
-    except BaseException:
-        await gateway.settle(record, ticket, None)
-        raise
 
 
 class Encoder(Protocol):

@@ -8,12 +8,16 @@ under-counts long words, and it is only used where no real figure exists.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..providers.operations import content_text
 
-__all__ = ["completion_tokens", "content_text", "messages_prompt_tokens", "prompt_tokens",
+__all__ = ["completion_tokens", "content_text", "messages_prompt_tokens",
+           "messages_prompt_tokens_async", "prompt_tokens", "prompt_tokens_async",
            "responses_prompt_tokens", "words"]  # fmt: skip
+
+_SLICE = 2000  # messages counted between two yields to the event loop
 
 
 def words(text: str) -> int:
@@ -35,6 +39,13 @@ def messages_prompt_tokens(body: dict[str, Any]) -> int:
     return counted + words(content_text(body.get("system")))
 
 
+async def messages_prompt_tokens_async(body: dict[str, Any]) -> int:
+    """``messages_prompt_tokens``, yielding to the event loop between slices of a long list."""
+    messages = body.get("messages")
+    counted = await prompt_tokens_async(messages) if isinstance(messages, list) else 0
+    return counted + words(content_text(body.get("system")))
+
+
 def responses_prompt_tokens(body: dict[str, Any]) -> int:
     """A Responses API body: its ``instructions`` and ``input`` (a string, or items)."""
     counted = words(content_text(body.get("instructions")))
@@ -46,6 +57,17 @@ def responses_prompt_tokens(body: dict[str, Any]) -> int:
             text = content_text(item.get("content")) or content_text(item.get("output"))
             counted += words(text or str(item.get("arguments") or "")) + 1
     return counted
+
+
+async def prompt_tokens_async(messages: list[dict[str, Any]]) -> int:
+    """``prompt_tokens``, yielding to the event loop between slices of a long list."""
+    if len(messages) <= _SLICE:
+        return prompt_tokens(messages)
+    total = 0
+    for start in range(0, len(messages), _SLICE):
+        total += prompt_tokens(messages[start : start + _SLICE])
+        await asyncio.sleep(0)
+    return total
 
 
 def completion_tokens(text: str) -> int:

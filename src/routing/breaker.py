@@ -4,8 +4,10 @@ States: ``closed`` (calls go through; consecutive failures are counted),
 ``open`` (calls are skipped until the cool-down ends), ``half_open`` (the
 cool-down ended: exactly one caller gets to probe; its success closes the
 breaker, its failure opens it again for another cool-down). A probe that
-never reports (its request was cancelled) is given up after one cool-down, so a
-target cannot stay half-open forever.
+ends without a verdict (its request was cancelled, or the gateway itself
+failed) hands the probe to the next caller at once (``abandon``); one that
+never reports at all is given up after one cool-down, so a target cannot stay
+half-open forever.
 
 Single-threaded by design: the gateway's event loop is the only caller, and
 no method awaits, so a check and its transition cannot interleave.
@@ -13,6 +15,7 @@ no method awaits, so a check and its transition cannot interleave.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -57,6 +60,12 @@ class Breaker:
         self.probe_at = now
         self._move(HALF_OPEN)
         return True
+
+    def abandon(self) -> None:
+        """A call ended without a verdict on the target (the gateway's own failure, or the
+        request was cancelled): if it was the probe, the next caller may probe at once."""
+        if self.state == HALF_OPEN:
+            self.probe_at = -math.inf
 
     def success(self) -> None:
         self.failures = 0

@@ -273,7 +273,7 @@ class RedisState:
         if hold and not fail_open:
             raise LimiterUnavailable(
                 "The budget store is unavailable, so the request was not served; retry shortly.",
-                headers={"retry-after": "1"},
+                retry_after_s=1,
             )
         decision = None
         if limits is not None:

@@ -18,12 +18,17 @@ from typing import Any
 import orjson
 
 from ..errors import UnsupportedField
+from ..nesting import deeper_than
 from ..providers import Provider
 from ..providers.base import Usage
 from ..providers.operations import CHAT, MESSAGES, Operation
 from .base import Context
 
 Chunk = dict[str, Any]
+
+# Tool-call arguments are JSON inside a string, out of reach of the body's nesting bound:
+# held to the most max_json_depth may be, so the Anthropic body always re-encodes.
+MAX_ARGUMENTS_DEPTH = 128
 
 # OpenAI fields with no effect on an Anthropic call (streaming is the adapter's job).
 _IGNORED = frozenset({"stream", "stream_options", "seed", "store", "service_tier", "metadata"})
@@ -186,9 +191,12 @@ def _tool_use(call: dict[str, Any], where: str, who: str) -> dict[str, Any]:
         parsed = orjson.loads(arguments)
     except orjson.JSONDecodeError:
         parsed = None
-    if not isinstance(parsed, dict):
+    if not isinstance(parsed, dict) or deeper_than(parsed, MAX_ARGUMENTS_DEPTH):
         raise UnsupportedField(
-            who, f"{where}.function.arguments", "Anthropic needs the arguments as a JSON object"
+            who,
+            f"{where}.function.arguments",
+            "Anthropic needs the arguments as a JSON object"
+            f" nested at most {MAX_ARGUMENTS_DEPTH} levels deep",
         )
     return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": parsed}
 

@@ -37,6 +37,11 @@ class Figures:
     def record(self, area: str, **values: Any) -> None:
         FIGURES.setdefault(area, {}).update(values)
 
+    def maximum(self, area: str, **values: float) -> None:
+        figures = FIGURES.setdefault(area, {})
+        for key, value in values.items():
+            figures[key] = max(figures.get(key, value), value)
+
     def add(self, area: str, **counts: int) -> None:
         figures = FIGURES.setdefault(area, {})
         for key, count in counts.items():

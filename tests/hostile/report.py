@@ -38,6 +38,13 @@ AREAS = [
     ("stalled_clients", "11. Clients that stop reading"),
     ("sse_flood", "12. Streams without newlines"),
     ("connection_cap", "13. Upstream connection cap"),
+    ("n_choices", "14. Token limit and n choices"),
+    ("nesting", "15. Nesting, and exceptions after admission"),
+    ("early_refusals", "16. Early refusals (body still coming)"),
+    ("pipelining", "17. Pipelined requests behind a stream"),
+    ("malformed_fields", "18. Malformed fields (hypothesis)"),
+    ("log_amplification", "19. Log amplification"),
+    ("over_limit", "20. Over-limit clients and large bodies"),
 ]
 
 

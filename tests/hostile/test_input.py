@@ -8,6 +8,7 @@ the envelope.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -83,7 +84,11 @@ def _raw(port: int, request: bytes, timeout: float = 5.0) -> bytes:
 
 
 def _status_and_body(raw: bytes) -> tuple[int, bytes]:
+    """The first answer's status and body (a later request on the connection gets its own)."""
     head, _, body = raw.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    if length is not None:
+        body = body[: int(length.group(1))]
     return int(head.split(b" ", 2)[1]), body
 
 

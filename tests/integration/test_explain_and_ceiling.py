@@ -105,14 +105,15 @@ def test_explain_answers_the_pipeline_decisions_without_counting(gateway: Any) -
     assert [(p["name"], p["effect"]) for p in report["policies"]] == [("log-acme", "log_payload")]
     requests, tokens = report["limits"]
     assert requests["rule"] == "clients.acme.rate_limit.requests_per_minute"
-    assert requests["remaining"] == 50 and tokens["remaining"] == 100000
+    # each explain is a request of no tokens: three of the client's 50 are gone
+    assert requests["remaining"] == 47 and tokens["remaining"] == 100000
     assert report["budgets"][0]["rule"] == "clients.acme.budget.usd_per_day"
     assert report["budgets"][0]["remaining_usd"] == 5
     assert report["decision"] == {"allowed": True}
-    # nothing was counted, no provider called, no telemetry line written
+    # nothing else was counted, no provider called, no telemetry line written
     assert len(_log(config)) == before
     real = _post(base, "/v1/chat/completions", ACME)
-    assert real.headers["x-ratelimit-remaining-requests"] == "49"
+    assert real.headers["x-ratelimit-remaining-requests"] == "46"
 
 
 def test_explain_names_the_refusal_a_request_would_get(gateway: Any) -> None:

@@ -258,7 +258,8 @@ async def test_invalid_body_and_limits_use_anthropics_envelope(
     gateway_client, upstream, tmp_path, provider_key
 ):
     upstream.post(PRIMARY).respond(json=completion())
-    config = make_config(tmp_path, rate_limit={"requests_per_minute": 1})
+    # the refused body counts against the limit too: 2 requests, the third is refused
+    config = make_config(tmp_path, rate_limit={"requests_per_minute": 2})
     client = await gateway_client(config)
     missing = await client.post(
         "/v1/messages",
