@@ -198,6 +198,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--workers", type=int, default=1, help="uvicorn workers (more than 1 uses --state redis)"
     )
     parser.add_argument(
+        "--gateway-cpus",
+        metavar="N,N,...",
+        help="cores the gateway is pinned to (default: the first; the load keeps the last)",
+    )
+    parser.add_argument(
         "--gateway-config-extra",
         type=json.loads,
         default={},
@@ -292,7 +297,12 @@ def main(argv: list[str]) -> None:
     available = sorted(os.sched_getaffinity(0))
     if len(available) < 2:
         fail("needs two CPU cores: one for the gateway, one for the load")
-    gateway_cpus, load_cpu = {available[0]}, available[1]
+    load_cpu = available[-1]
+    gateway_cpus = {available[0]}
+    if args.gateway_cpus:
+        gateway_cpus = {int(cpu) for cpu in args.gateway_cpus.split(",")}
+        if not gateway_cpus <= set(available):
+            fail(f"--gateway-cpus {args.gateway_cpus}: this process may use cores {available}")
     other = (
         other_target(args.gateway_url, args.gateway_key, args.gateway_pid)
         if args.gateway_url

@@ -7,7 +7,12 @@ the pair, whose events are framed here:
 
 - ``ChatEncoder``: OpenAI's chat chunks, ``data: <chunk>`` then ``[DONE]``;
   the usage chunk only when the client asked for it (the gateway always asks
-  the upstream), with ``cost_usd`` when the model has a price.
+  the upstream), with ``cost_usd`` when the model has a price. Passed
+  through, a chunk goes as the provider sent its data, with the model it
+  names replaced by the alias (and its ``"usage": null`` taken out when the
+  client did not ask for usage), edited on the bytes; only a chunk that
+  cannot be edited so (the usage chunk, an unusual spelling) is
+  re-serialised.
 - ``EventEncoder``: named events (``event: <type>`` then ``data: <json>``),
   Anthropic's Messages stream and the Responses API's. Passed through, each
   event goes as the provider sent its data, the model it names replaced by
@@ -28,6 +33,11 @@ from ..providers.operations import CHAT, Operation, with_model
 from ..translate import StreamTranslator
 
 _DONE = b"data: [DONE]\n\n"
+_ABSENT = object()
+_USAGE_KEY = b'"usage"'
+_NULL_USAGE = b'"usage":null'
+_MODEL_KEY = b'"model"'
+
 # Why a stream ended early, as Anthropic's error type.
 _ANTHROPIC_KINDS = {"upstream_error": "api_error", "service_unavailable": "overloaded_error"}
 
@@ -48,6 +58,9 @@ class ChatEncoder:
     ) -> None:
         self._include_usage = include_usage
         self._model = model
+        self._model_member = b'"model":' + orjson.dumps(model)
+        self._upstream_model = ""
+        self._upstream_member = b""
         self._chunk_id, self._created = "chatcmpl-" + request_id, int(time.time())
         self._price = price
         self._translator = translator
@@ -56,9 +69,46 @@ class ChatEncoder:
         parsed = event.json
         if parsed is None:
             return b""
-        if self._translator is None:
-            return self._chunk(parsed)
-        return b"".join(self._chunk(chunk) for chunk in self._translator.feed(parsed))
+        if self._translator is not None:
+            return b"".join(self._chunk(chunk) for chunk in self._translator.feed(parsed))
+        if event.data and b"\n" not in event.data:
+            passed = self._passed(event.data, parsed)
+            if passed is not None:
+                return passed
+        return self._chunk(parsed)
+
+    def _passed(self, data: bytes, chunk: dict[str, Any]) -> bytes | None:
+        """``data`` as the client gets it, edited on the bytes; ``None``: re-serialise."""
+        usage = chunk.get("usage", _ABSENT)
+        if (
+            usage is not None
+            and usage is not _ABSENT
+            and (not self._include_usage or self._price is not None)
+        ):
+            return None  # a usage the client did not ask for, or one to price
+        self._chunk_id = chunk.get("id", self._chunk_id)
+        self._created = chunk.get("created", self._created)
+        if not chunk.get("choices") and not self._include_usage:
+            return b""
+        if usage is None and not self._include_usage:
+            edited = _without_null_usage(data)
+            if edited is None:
+                return None
+            data = edited
+        model = chunk.get("model")
+        if model != self._model:
+            if not isinstance(model, str):
+                return None
+            if model != self._upstream_model:  # the same in every chunk: prepared once
+                self._upstream_model = model
+                self._upstream_member = b'"model":' + orjson.dumps(model)
+            edited = _replaced(data, _MODEL_KEY, self._upstream_member, self._model_member)
+            if edited is None:
+                edited = with_model(data, model, self._model)  # spelled otherwise
+                if edited is None:
+                    return None
+            data = edited
+        return b"data: " + data + b"\n\n"
 
     def _chunk(self, chunk: dict[str, Any]) -> bytes:
         chunk["model"] = self._model
@@ -155,3 +205,30 @@ class EventEncoder:
 
 def _framed(event: dict[str, Any]) -> bytes:
     return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+# The chunk edits below work on the bytes of an object whose members the caller has
+# parsed. A quote inside a JSON string is escaped, so a key's text found once in the
+# bytes is that member; anything less certain (the text found twice, spaces around the
+# colon) gives ``None``, and the caller re-serialises the chunk.
+
+
+def _without_null_usage(data: bytes) -> bytes | None:
+    """``data`` without its ``"usage":null`` member (and a comma beside it)."""
+    at = data.find(_NULL_USAGE)
+    if at < 0 or data.count(_USAGE_KEY) != 1:
+        return None
+    end = at + len(_NULL_USAGE)
+    if data[at - 1 : at] == b",":
+        return data[: at - 1] + data[end:]
+    if data[end : end + 1] == b",":
+        return data[:at] + data[end + 1 :]
+    return None
+
+
+def _replaced(data: bytes, key: bytes, member: bytes, replacement: bytes) -> bytes | None:
+    """``data`` with ``member`` (the ``key`` and its value) replaced by ``replacement``."""
+    at = data.find(member)
+    if at < 0 or data.count(key) != 1:
+        return None
+    return data[:at] + replacement + data[at + len(member) :]

@@ -27,11 +27,12 @@ from ..observability.telemetry import CallRecord, Telemetry
 from ..pipeline.admission import CHAT_BUDGET_FIELDS
 from ..pipeline.cost import format_usd
 from ..pipeline.gateway import Gateway, Inbound, Ticket
-from ..pipeline.streaming import Encoder, OpenedStream, Relay, SSEResponse, open_stream
+from ..pipeline.streaming import Encoder, OpenedStream, Relay, open_stream
 from ..translate import Context
 from .dialects import Dialect
 from .handling import ceiling_of, guarded, refusal_headers, use_case_of
 from .ratelimit_fields import limit_headers
+from .streams import SSEResponse
 from .wire import COST_HEADER, JSON, new_request_id
 
 Answer = Response | SSEResponse

@@ -54,8 +54,8 @@ from ..errors import (
     RequestHeadTooLarge,
     RequestTimeout,
 )
-from ..pipeline.streaming import CONNECTION_CUT
 from .routes import dialect_for
+from .streams import CONNECTION_CUT
 
 _LINGER_S = 2.0
 _LINGER_BYTES = 8 * 1024 * 1024  # what a client may still send after an early answer

@@ -53,6 +53,13 @@ def add_command(commands: Any) -> None:
         default=1,
         help="worker processes (default: 1; more need Redis state)",
     )
+    command.add_argument(
+        "--backlog",
+        type=int,
+        default=2048,
+        help="connections the kernel queues before the gateway accepts them"
+        " (default: %(default)s; capped by net.core.somaxconn)",
+    )
     command.add_argument("--reload", action="store_true", help="restart when the code changes")
     command.add_argument(
         "--log-level",
@@ -77,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         message = MEMORY_WORKERS.format(workers=args.workers, config=path)
         print(f"llm-gateway serve: {message}", file=sys.stderr)
         return 2
+    if args.backlog < 1:
+        print("llm-gateway serve: --backlog must be at least 1", file=sys.stderr)
+        return 2
     if args.workers > 1 and args.reload:
         print("llm-gateway serve: --reload runs one worker; drop --workers", file=sys.stderr)
         return 2
@@ -90,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
+            backlog=args.backlog,
             reload=args.reload,
             http=PROTOCOL,
             access_log=False,  # the telemetry line is the access log

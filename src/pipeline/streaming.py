@@ -34,12 +34,9 @@ client asked for usage, in the final usage chunk as ``usage.cost_usd``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
-
-from starlette.types import Receive, Scope, Send
 
 from ..config.sections import DEFAULT_MAX_RESPONSE_BYTES
 from ..errors import GatewayError
@@ -51,11 +48,7 @@ from .settlement import wants_text
 from .tokens import WordCount
 from .upstream import Inbound, OpenedStream, open_events
 
-__all__ = ["CONNECTION_CUT", "Encoder", "OpenedStream", "Relay", "SSEResponse", "open_stream"]
-
-# The scope key under which the HTTP layer leaves the ``GatewayError`` for which it
-# cut a connection (``ClientTooSlow``): the stream records it as its end.
-CONNECTION_CUT = "gateway.connection_cut"
+__all__ = ["Encoder", "OpenedStream", "Relay", "open_stream"]
 
 
 async def open_stream(
@@ -91,7 +84,7 @@ class Encoder(Protocol):
 class Relay:
     """The SSE body of one stream, and its accounting when the stream ends however it ends.
 
-    ``finish`` is idempotent and also called by ``SSEResponse`` after sending,
+    ``finish`` is idempotent and also called by the edge's ``SSEResponse`` after sending,
     so a stream whose body was never iterated (the client left before the
     headers went out) is still closed, counted and logged.
     """
@@ -120,26 +113,23 @@ class Relay:
         self._finished = False
 
     async def events(self) -> AsyncIterator[bytes]:
-        record, encoder = self._record, self._encoder
-        opened = self._opened
-        op = opened.op
+        """The stream's bytes for the client: what each upstream read completed, as one piece."""
+        record, encoder, opened = self._record, self._encoder, self._opened
+        batches = opened.events
+        batch = opened.first
+        opened.first = []
         try:
-            event = opened.first
-            while event is not None:
-                parsed = event.json
-                if parsed is not None:
-                    self._usage = op.stream_usage(parsed, self._usage)
-                    text = op.stream_text(parsed)
-                    if text:
-                        self._words.add(text)
-                        if self._text is not None:
-                            self._text.add(text)
-                data = encoder.event(event)
+            while True:
+                data = self._relayed(batch)
+                del batch  # not kept while the next batch is awaited
                 if data:
                     if record.ttft_ms is None:
                         record.ttft_ms = _elapsed_ms(record)
                     yield data
-                event = await anext(opened.events, None)
+                try:
+                    batch = await batches.__anext__()
+                except StopAsyncIteration:
+                    break
             reported = self._usage is not None
             self._usage = self._usage or self._approximate()
             self._ended = True
@@ -156,6 +146,24 @@ class Relay:
             )
         finally:
             await self.finish()
+
+    def _relayed(self, batch: list[Event]) -> bytes:
+        """Count what ``batch`` says (usage, text) and frame it for the client."""
+        op, encoder = self._opened.op, self._encoder
+        pieces = []
+        for event in batch:
+            parsed = event.json
+            if parsed is not None:
+                self._usage = op.stream_usage(parsed, self._usage)
+                text = op.stream_text(parsed)
+                if text:
+                    self._words.add(text)
+                    if self._text is not None:
+                        self._text.add(text)
+            piece = encoder.event(event)
+            if piece:
+                pieces.append(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def interrupt(self, message: str) -> bytes:
         """End the stream for the gateway's own reason (shutdown): the error event to send.
@@ -236,67 +244,6 @@ class _Text:
 def _text_bound(gateway: Gateway, record: CallRecord) -> int:
     spec = gateway.config.providers.get(record.provider or "")
     return spec.max_response_bytes if spec is not None else DEFAULT_MAX_RESPONSE_BYTES
-
-
-class SSEResponse:
-    """The ASGI response of a stream: events out as they come, upstream cut when the client leaves.
-
-    A watcher task waits for the server's ``http.disconnect`` and cancels the
-    sending task, which is then awaiting the upstream or the client: the
-    relay's ``finish`` closes the upstream at once. (Plain asyncio tasks
-    rather than an anyio task group per stream: same behaviour, less work.)
-    A client that reads nothing blocks ``send``; the HTTP layer cuts it at its
-    write timeout (or at the shutdown deadline), which is such a disconnect.
-    """
-
-    def __init__(self, relay: Relay, headers: dict[str, str]) -> None:
-        self._relay = relay
-        self._headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
-        ]
-        self._disconnected = False
-        self._sender: asyncio.Task[None] | None = None
-        self._last_event: bytes | None = None
-
-    def interrupt(self, message: str) -> None:
-        """End this stream now with one error event (the gateway is shutting down)."""
-        if self._sender is None or self._last_event is not None or self._disconnected:
-            return
-        self._last_event = self._relay.interrupt(message)
-        self._sender.cancel()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sender = self._sender = asyncio.current_task()
-        assert sender is not None
-        watcher = asyncio.create_task(self._watch(receive, sender))
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-            async for event in self._relay.events():
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if self._disconnected:
-                sender.uncancel()  # our own cancellation: the client left, nothing more to do
-            elif self._last_event is not None:
-                sender.uncancel()  # our own cancellation: interrupted, say so and end
-                await send({"type": "http.response.body", "body": self._last_event})
-            else:
-                raise
-        except OSError:
-            pass  # the connection broke under a send: the client is gone
-        finally:
-            watcher.cancel()
-            cut = scope.get(CONNECTION_CUT)
-            if cut is not None:
-                self._relay.client_cut(cut)
-            await self._relay.finish()
-
-    async def _watch(self, receive: Receive, sender: asyncio.Task[None]) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self._disconnected = True
-        sender.cancel()
 
 
 def _elapsed_ms(record: CallRecord) -> float:

@@ -74,14 +74,16 @@ async def call(inbound: Inbound, provider: Provider, model: str) -> Called:
 
 
 class OpenedStream:
-    """A committed upstream stream, its first event (``None`` if it sent none), the
+    """A committed upstream stream, its first batch of events (empty if it sent none), the
     operation it speaks and the translator it goes through (``None``: passed through)."""
+
+    __slots__ = ("events", "first", "op", "stream", "translator")
 
     def __init__(
         self,
         stream: EventStream,
-        events: AsyncIterator[Event],
-        first: Event | None,
+        events: AsyncIterator[list[Event]],
+        first: list[Event],
         op: Operation,
         translator: Translator | None,
     ) -> None:
@@ -93,7 +95,7 @@ class OpenedStream:
 
 
 async def open_events(inbound: Inbound, provider: Provider, model: str) -> OpenedStream:
-    """One streamed attempt on ``provider``, committed once its first event has arrived."""
+    """One streamed attempt on ``provider``, committed once its first events have arrived."""
     translator = pick(inbound.op, provider)
     if translator is None:
         op = inbound.op
@@ -106,7 +108,7 @@ async def open_events(inbound: Inbound, provider: Provider, model: str) -> Opene
     stream = await provider.open(op, model, request)
     events = aiter(stream)
     try:
-        first = await anext(events, None)
+        first: list[Event] = await anext(events, [])
     except BaseException:
         await stream.aclose()
         raise

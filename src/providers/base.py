@@ -136,14 +136,17 @@ class Event:
 class EventStream(Protocol):
     """An open upstream stream of ``Event``s, as the provider sent them.
 
-    Iteration ends after the event that completes the stream (the operation's
-    ``stream_end``; OpenAI's ``[DONE]`` itself is not yielded); an upstream
-    that stops before it, or sends an error event, raises ``AttemptFailed``.
-    ``aclose`` releases the upstream connection at once and is safe to call
-    more than once; the caller must call it, also when it stops early.
+    Iteration yields the events in the batches they arrived in (what one read
+    from the upstream completed, in order; never an empty batch), so that the
+    caller can pass on together what came together. It ends after the event
+    that completes the stream (the operation's ``stream_end``; OpenAI's
+    ``[DONE]`` itself is not yielded); an upstream that stops before it, or
+    sends an error event, raises ``AttemptFailed``. ``aclose`` releases the
+    upstream connection at once and is safe to call more than once; the
+    caller must call it, also when it stops early.
     """
 
-    def __aiter__(self) -> AsyncIterator[Event]: ...
+    def __aiter__(self) -> AsyncIterator[list[Event]]: ...
 
     async def aclose(self) -> None: ...
 

@@ -131,28 +131,93 @@ class HTTPProvider:
         self._check(op)
         payload = self.payload(op, model, request)
         response = await self._open(self.url(op, model), self.headers(request, True), payload)
-        return ResponseStream(response, lambda r: self.events(op, r))
+        body = response.stream
+        assert isinstance(body, httpx.AsyncByteStream)  # an async transport's
+        return ResponseStream(body, lambda chunks: self.events(op, chunks))
 
-    async def events(self, op: Operation, response: httpx.Response) -> AsyncIterator[Event]:
-        """The stream's events up to the one that completes it; failures raised."""
-        async for name, data in self.sse_events(response):
+    async def events(
+        self, op: Operation, body: httpx.AsyncByteStream
+    ) -> AsyncIterator[list[Event]]:
+        """The stream's events, in the batches one read completed, up to the one that
+        completes the stream; failures raised.
+
+        A silent upstream is cut by the transport's read timeout. One that keeps
+        sending bytes without completing an event (a drip) is cut here, once it
+        has been waited for the provider's timeout since its last event: only
+        the time spent waiting for the upstream counts, not the time the
+        consumer took (a client reading slowly is not the upstream's fault). An
+        event larger than ``max_event_bytes`` fails the stream, and so does an
+        end without the operation's last event.
+        """
+        limit = self._bounds.max_event_bytes
+        decoder = SSEDecoder(limit)
+        clock = asyncio.get_running_loop().time
+        chunks = aiter(body)
+        waited = 0.0
+        try:
+            while True:
+                started = clock()
+                try:
+                    raw = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                waited += clock() - started
+                found = decoder.feed_named(raw)
+                if not found:
+                    if waited > self._timeout_s:
+                        raise TimeoutError
+                    continue
+                waited = 0.0
+                batch, ended, failure = self._batch(op, found)
+                # Nothing of this read stays referenced while the next one is awaited: what
+                # lives across an await outlives young garbage collections, and costs.
+                del found
+                if batch:
+                    yield batch
+                del batch
+                if failure is not None:
+                    raise failure
+                if ended:
+                    return
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_failure(exc) from None
+        except EventTooLarge:
+            raise self.stream_failure(
+                f"sent an event larger than {limit} bytes (max_event_bytes)"
+            ) from None
+        raise self.stream_failure(f"ended the stream without {op.last_event}")
+
+    def _batch(
+        self, op: Operation, found: list[tuple[bytes | None, bytes]]
+    ) -> tuple[list[Event], bool, AttemptFailed | None]:
+        """The events of one read, whether the last of them ends the stream, and the failure
+        an error event among them reports (the events before it are kept)."""
+        batch: list[Event] = []
+        for name, data in found:
             event = None if data == b"[DONE]" else self.json_event(data)
-            if event is not None:
-                error = op.stream_error(event)
-                if error is not None:
-                    raise AttemptFailed(
-                        "status",
-                        f"provider {self.name} sent an error event:"
-                        f" {error[0]}: {self.safe(error[1])}",
-                        status=_ERROR_STATUS.get(error[0], 500),
-                        event=Event(name, self._redacted_data(data), event),
-                    )
+            failure = None if event is None else self._failure(op, name, data, event)
+            if failure is not None:
+                return batch, False, failure
             if op.stream_end(data, event):
                 if event is not None:
-                    yield Event(name, data, event)
-                return
-            yield Event(name, data, event)
-        raise self.stream_failure(f"ended the stream without {op.last_event}")
+                    batch.append(Event(name, data, event))
+                return batch, True, None
+            batch.append(Event(name, data, event))
+        return batch, False, None
+
+    def _failure(
+        self, op: Operation, name: bytes | None, data: bytes, event: dict[str, Any]
+    ) -> AttemptFailed | None:
+        """The failure an error event reports (redacted of the key); ``None`` for other events."""
+        error = op.stream_error(event)
+        if error is None:
+            return None
+        return AttemptFailed(
+            "status",
+            f"provider {self.name} sent an error event: {error[0]}: {self.safe(error[1])}",
+            status=_ERROR_STATUS.get(error[0], 500),
+            event=Event(name, self._redacted_data(data), event),
+        )
 
     def _request(self, url: httpx.URL, headers: httpx.Headers, payload: bytes) -> httpx.Request:
         return httpx.Request(
@@ -332,46 +397,6 @@ class HTTPProvider:
     def stream_failure(self, what: str) -> AttemptFailed:
         return AttemptFailed("bad_response", f"provider {self.name} {what}")
 
-    async def sse_events(
-        self, response: httpx.Response
-    ) -> AsyncIterator[tuple[bytes | None, bytes]]:
-        """The ``event`` name and ``data`` of each event of a server-sent-event stream.
-
-        A silent upstream is cut by the transport's read timeout. One that keeps
-        sending bytes without completing an event (a drip) is cut here, once it
-        has been waited for the provider's timeout since its last event: only
-        the time spent waiting for the upstream counts, not the time the
-        consumer took (a client reading slowly is not the upstream's fault). An
-        event larger than ``max_event_bytes`` fails the stream. Ends when the
-        upstream closes the stream; the caller decides whether that was too early.
-        """
-        limit = self._bounds.max_event_bytes
-        decoder = SSEDecoder(limit)
-        clock = asyncio.get_running_loop().time
-        chunks = aiter(response.stream)  # type: ignore[arg-type]
-        waited = 0.0
-        try:
-            while True:
-                started = clock()
-                raw = await anext(chunks, None)
-                if raw is None:
-                    return
-                waited += clock() - started
-                events = decoder.feed_named(raw)
-                if not events:
-                    if waited > self._timeout_s:
-                        raise TimeoutError
-                    continue
-                waited = 0.0
-                for event in events:
-                    yield event
-        except (TimeoutError, httpx.HTTPError) as exc:
-            raise self._transport_failure(exc) from None
-        except EventTooLarge:
-            raise self.stream_failure(
-                f"sent an event larger than {limit} bytes (max_event_bytes)"
-            ) from None
-
     def json_event(self, data: bytes) -> dict[str, Any]:
         try:
             event = orjson.loads(data)
@@ -398,19 +423,28 @@ def header_pair(extra: dict[str, str]) -> tuple[httpx.Headers, httpx.Headers]:
 
 
 class ResponseStream:
-    """An open upstream stream: chunks from ``produce``, and the response to close."""
+    """An open upstream stream: the events ``produce`` makes of its body, and the body to
+    close. Only the body is kept, not the response with its request and headers: an open
+    stream holds what it still needs."""
+
+    __slots__ = ("_body", "_closed", "_produce")
 
     def __init__(
-        self, response: httpx.Response, produce: Callable[[httpx.Response], AsyncIterator[Any]]
+        self,
+        body: httpx.AsyncByteStream,
+        produce: Callable[[httpx.AsyncByteStream], AsyncIterator[Any]],
     ) -> None:
-        self._response = response
+        self._body = body
         self._produce = produce
+        self._closed = False
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self._produce(self._response)
+        return self._produce(self._body)
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        if not self._closed:
+            self._closed = True
+            await self._body.aclose()
 
 
 async def read_all(response: httpx.Response, limit: int = _MAX_ERROR_BYTES) -> bytes:

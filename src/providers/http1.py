@@ -128,6 +128,22 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 idle.pop().close()
 
 
+class _Closed:
+    """The parser of a closed connection: it parses nothing more."""
+
+    def feed_data(self, data: bytes) -> None:
+        return None
+
+    def get_status_code(self) -> int:
+        return 0
+
+    def should_keep_alive(self) -> bool:
+        return False
+
+
+_CLOSED = _Closed()
+
+
 class _StaleConnection(Exception):
     """A reused connection that the server closed before answering anything."""
 
@@ -143,7 +159,7 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | _Closed = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._head_waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] | None = None
@@ -184,13 +200,17 @@ class _Connection(asyncio.Protocol):
             raise
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: what arrived since the last step, as one piece."""
+        pending = self._chunks
         while True:
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._paused and self._buffered < _PAUSE_AT // 2:
+            if pending:
+                chunk = pending.popleft() if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                self._buffered = 0
+                if self._paused:
                     self._resume()
                 yield chunk
+                continue
             if self._error is not None:
                 raise self._error
             if self._complete:
@@ -228,17 +248,19 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         was_lost, self._lost = self._lost, True
         self._stop_timer()
-        if self._complete or was_lost:
-            return
-        if self._head_waiter is not None and not self._head_waiter.done():
-            if not self._received:
-                self._fail(_StaleConnection())
+        if not self._complete and not was_lost:
+            if self._head_waiter is not None and not self._head_waiter.done():
+                if not self._received:
+                    self._fail(_StaleConnection())
+                else:
+                    self._fail(httpx.RemoteProtocolError("the upstream closed before its headers"))
+            elif self._close_delimited():
+                self.on_message_complete()
             else:
-                self._fail(httpx.RemoteProtocolError("the upstream closed before its headers"))
-        elif self._close_delimited():
-            self.on_message_complete()
-        else:
-            self._fail(httpx.ReadError("the upstream closed the connection mid-body"))
+                self._fail(httpx.ReadError("the upstream closed the connection mid-body"))
+        # The parser holds this protocol's callbacks: a reference cycle that only a full
+        # collection would free. Cut, the closed connection is freed at once.
+        self._parser = _CLOSED
 
     # -- httptools callbacks ----------------------------------------------------------
 
@@ -345,9 +367,8 @@ class _Body(httpx.AsyncByteStream):
         self._connection = connection
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._connection.chunks():
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._connection.chunks()
 
     async def aclose(self) -> None:
         if not self._released:

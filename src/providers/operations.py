@@ -25,6 +25,7 @@ answer through the operation of the upstream call, never by rewriting it:
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any
@@ -382,6 +383,12 @@ COUNT_TOKENS = CountTokens()
 _MODEL_KEY = rb'"model"\s*:\s*'
 
 
+@functools.lru_cache(maxsize=256)
+def model_pattern(model: str) -> re.Pattern[bytes]:
+    """The member ``"model": "<model>"`` in JSON bytes, however spaced."""
+    return re.compile(_MODEL_KEY + re.escape(orjson.dumps(model)))
+
+
 def with_model(raw: bytes, old: str, new: str) -> bytes | None:
     """``raw`` (a JSON object) with its ``"model": old`` replaced by ``new``, on the bytes.
 
@@ -390,8 +397,12 @@ def with_model(raw: bytes, old: str, new: str) -> bytes | None:
     (it checked that ``old`` is the object's ``model``). ``None`` when that is
     not certain (the pair repeats, or is written with escapes): re-serialise.
     """
-    pattern = re.compile(_MODEL_KEY + re.escape(orjson.dumps(old)))
-    found = pattern.findall(raw, 0, len(raw))
-    if len(found) != 1:
+    return replace_once(model_pattern(old), raw, b'"model":' + orjson.dumps(new))
+
+
+def replace_once(pattern: re.Pattern[bytes], raw: bytes, replacement: bytes) -> bytes | None:
+    """``raw`` with the one match of ``pattern`` replaced; ``None`` unless there is exactly one."""
+    found = pattern.search(raw)
+    if found is None or pattern.search(raw, found.end()) is not None:
         return None
-    return pattern.sub(lambda _: b'"model":' + orjson.dumps(new), raw, count=1)
+    return raw[: found.start()] + replacement + raw[found.end() :]

@@ -35,6 +35,15 @@ class SSEDecoder:
 
     def feed_named(self, chunk: bytes) -> list[tuple[bytes | None, bytes]]:
         """``(event name or None, data)`` of every event that ``chunk`` completes, in order."""
+        if not self._partial and not self._data and self._name is None:
+            if chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2:
+                if len(chunk) - 8 > self._limit:  # one whole event, one line: the usual read
+                    raise EventTooLarge
+                return [(None, chunk[6:-2])]
+            if chunk.endswith(b"\n\n"):
+                events = self._whole(chunk)
+                if events is not None:
+                    return events
         if chunk.find(b"\n") < 0:
             self._partial += chunk
             if self._size + len(self._partial) > self._limit:
@@ -68,4 +77,26 @@ class SSEDecoder:
                 self._name = bytes(value[1:] if value.startswith(b" ") else value)
         if self._size + len(self._partial) > self._limit:
             raise EventTooLarge
+        return events
+
+    def _whole(self, chunk: bytes) -> list[tuple[bytes | None, bytes]] | None:
+        """The events of a chunk that holds whole events in the common shape (``data: `` on
+        one line, an ``event: `` line before it at most, ``\\n`` line ends); ``None`` for
+        anything else, which the line by line decoding takes."""
+        if b"\r" in chunk:
+            return None
+        events: list[tuple[bytes | None, bytes]] = []
+        for block in chunk[:-2].split(b"\n\n"):
+            name = None
+            if block.startswith(b"event: "):
+                end = block.find(b"\n")
+                if end < 0:
+                    return None
+                name, block = block[7:end], block[end + 1 :]
+            if not block.startswith(b"data: ") or b"\n" in block:
+                return None
+            if len(block) - 6 > self._limit:
+                raise EventTooLarge
+            events.append((name, block[6:]))
+        self._name = None
         return events

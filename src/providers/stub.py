@@ -98,7 +98,7 @@ class _StubStream:
         self._model = model
         self._id = _stub_id()
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
+    async def __aiter__(self) -> AsyncIterator[list[Event]]:
         created = int(time.time())
         words = STUB_TEXT.split(" ")
         size = -(-len(words) // _STREAM_PIECES)
@@ -107,8 +107,8 @@ class _StubStream:
             delta: dict[str, Any] = {"content": piece if index == 0 else " " + piece}
             if index == 0:
                 delta["role"] = "assistant"
-            yield _event(self._chunk(created, delta, None))
-        yield _event(self._chunk(created, {}, "stop"))
+            yield [_event(self._chunk(created, delta, None))]
+        yield [_event(self._chunk(created, {}, "stop"))]
 
     def _chunk(self, created: int, delta: dict[str, Any], finish: str | None) -> Chunk:
         return {

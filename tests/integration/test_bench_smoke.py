@@ -31,3 +31,15 @@ def test_quick_benchmark_runs_and_reports_both_targets(tmp_path):
     assert "| nonstream | 16 | gateway |" in result.stdout
     assert "| stream | 1 | gateway |" in result.stdout
     assert out.exists() and out.stat().st_size > 0
+
+
+def test_the_relay_cost_runs_and_reports_a_cost_per_chunk():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.relay_cost", "--streams", "5", "--chunks", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "per relayed chunk:" in result.stdout

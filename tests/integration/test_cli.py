@@ -70,6 +70,13 @@ def test_serve_refuses_several_workers_with_in_memory_state():
 
 
 @pytest.mark.slow
+def test_serve_refuses_a_backlog_below_one():
+    result = cli("serve", "--backlog", "0", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "--backlog must be at least 1" in result.stderr
+
+
+@pytest.mark.slow
 def test_serve_stops_on_a_bad_config_with_one_line(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"providers": {}}))
