@@ -24,7 +24,7 @@ from .base import Context, first_delta, first_reply
 
 Chunk = dict[str, Any]
 
-who_FIELDS = frozenset(
+_INBOUND_FIELDS = frozenset(
     {
         "model", "messages", "system", "max_tokens", "stop_sequences", "temperature",
         "top_p", "top_k", "tools", "tool_choice", "metadata", "stream", "service_tier",
@@ -41,7 +41,7 @@ def from_anthropic(body: dict[str, Any], who: str) -> dict[str, Any]:
     ``who`` names the provider in refusals.
     """
     for field in body:
-        if field not in who_FIELDS:
+        if field not in _INBOUND_FIELDS:
             raise UnsupportedField(who, field, "it has no chat completions equivalent")
     messages: list[dict[str, Any]] = []
     system = body.get("system")
